@@ -1,0 +1,338 @@
+"""The ``DejaVu`` module: a base network plus its training-only regeneration parts.
+
+``DejaVu`` wraps everything that trains into ONE ``nn.Module`` so that DDP
+sees a single forward: the base network ``h``, the conditioning ``phi``, the
+conditional regeneration module (CRM) ``g`` and, optionally, DejaVu-TS's
+frozen CLIP. Its forward takes a batch dict and returns a dict of named
+losses plus the tensors worth looking at; :meth:`DejaVu.eval_model` hands
+back the base network alone, which is all that runs at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dejavu._validation import check_image, check_in_range
+from dejavu.conditioning import Conditioning
+from dejavu.crm import ForwardCRM, RecursiveCRM
+from dejavu.losses import RegenerationLoss
+from dejavu.redaction import Redaction, create_redaction
+
+__all__ = ["LOSS_KEYS", "DejaVu", "TaskLoss"]
+
+#: A task loss maps (predictions, batch) to a scalar, or to a dict of named
+#: scalars whose ``"loss"`` entry is the total.
+TaskLoss = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor | Mapping[str, Tensor]]
+
+#: The loss entries every ``DejaVu.forward`` output holds (0 when switched off).
+LOSS_KEYS = ("loss", "task", "regen", "cyclic", "text", "sa")
+
+
+class DejaVu(nn.Module):
+    """Train a dense-prediction network with the DejaVu objective.
+
+    ``L = L_task(h(I), Y) + w_regen(step) * L_regen + w_cl * L_cl + w_ts * L_ts + w_sa * L_sa``
+
+    with ``L_regen = mean(w * l(g(R(I), phi(h(I))) - I))`` computed at the CRM's
+    working resolution, ``L_cl = L_task(h(I_hat), Y)`` (DejaVu-CL),
+    ``L_ts = 1 - cos(CLIP(I_hat), CLIP(prompt(Y)))`` (DejaVu-TS) and ``L_sa``
+    the regeneration loss of a shared-attention base network's own
+    regeneration branch (DejaVu-SA).
+
+    Args:
+        base: the base network; ``base(image)`` returns a dict of task outputs
+            (or a tensor, stored under ``output_key``). A base network with
+            ``supports_shared_attention = True`` is called as
+            ``base(image, redacted=I_r)`` and may return a ``"regenerated"``
+            entry (DejaVu-SA).
+        task_loss: ``task_loss(pred, batch)`` -> scalar or dict with ``"loss"``.
+        conditioning: a :class:`~dejavu.conditioning.Conditioning` or its spec,
+            e.g. ``{"seg": "segmentation"}``.
+        crm: ``"forward"`` (CRM-F), ``"recursive"`` (CRM-R), a CRM module, or
+            ``None`` for no CRM (DejaVu-SA alone).
+        cond_channels: channels of ``phi(C)``; needed when ``crm`` is a string,
+            unless ``base.heads`` (name -> channels) lets it be derived.
+        crm_kwargs: extra arguments for the CRM built from a string (``width``,
+            ``depth``, ``scale``, ``num_groups``, ...).
+        redaction: a :class:`~dejavu.redaction.Redaction` or a name for
+            :func:`~dejavu.redaction.create_redaction`.
+        redaction_kwargs: arguments for a redaction given by name.
+        regen_loss: a :class:`~dejavu.losses.RegenerationLoss` or its kind
+            (``"l1"``, ``"l2"``, ``"charbonnier"``, ``"l1+ssim"``).
+        regen_weight: weight of ``L_regen`` after warm-up.
+        regen_warmup_steps: linear warm-up of the regeneration weight from 0.
+        cyclic_weight: weight of DejaVu-CL (0 switches it off and skips its
+            extra forward pass).
+        text_supervision: a :class:`~dejavu.text_supervision.TextSupervision`
+            (DejaVu-TS) or ``None``.
+        text_weight: weight of ``L_ts``.
+        text_target_key: batch key of the segmentation target the prompts are
+            built from.
+        sa_weight: weight of the shared-attention regeneration loss.
+        stop_gradient: ablation: detach ``phi(C)`` so that no regeneration
+            gradient reaches the base network (only the CRM learns).
+        output_key: key for a base network that returns a bare tensor.
+        image_key: batch key of the input image.
+        seed: seed of the generator that draws the redactions (``None``: a
+            non-deterministic seed). The generator's state is saved with the
+            module's state dict, so a resumed run redacts as an uninterrupted
+            one would.
+
+    Example:
+        >>> import torch.nn as nn, torch.nn.functional as F
+        >>> base = nn.Conv2d(3, 4, 3, padding=1)
+        >>> loss = lambda pred, batch: F.cross_entropy(pred["seg"], batch["seg"])
+        >>> model = DejaVu(base, loss, crm="forward", cond_channels=4, seed=0)
+        >>> batch = {"image": torch.randn(2, 3, 32, 48), "seg": torch.randint(0, 4, (2, 32, 48))}
+        >>> out = model(batch)
+        >>> out["loss"].backward()
+        >>> sorted(k for k in out if k in LOSS_KEYS)
+        ['cyclic', 'loss', 'regen', 'sa', 'task', 'text']
+        >>> model.eval_model() is base
+        True
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        task_loss: TaskLoss,
+        *,
+        conditioning: Conditioning | Mapping[str, str] | None = None,
+        crm: nn.Module | str | None = "forward",
+        cond_channels: int | None = None,
+        crm_kwargs: Mapping[str, Any] | None = None,
+        redaction: Redaction | str = "random",
+        redaction_kwargs: Mapping[str, Any] | None = None,
+        regen_loss: RegenerationLoss | str = "l1",
+        regen_weight: float = 1.0,
+        regen_warmup_steps: int = 0,
+        cyclic_weight: float = 0.0,
+        text_supervision: nn.Module | None = None,
+        text_weight: float = 0.0,
+        text_target_key: str = "seg",
+        sa_weight: float = 1.0,
+        stop_gradient: bool = False,
+        output_key: str = "seg",
+        image_key: str = "image",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("regen_weight", regen_weight),
+            ("cyclic_weight", cyclic_weight),
+            ("text_weight", text_weight),
+            ("sa_weight", sa_weight),
+        ):
+            check_in_range(value, name, 0.0, float("inf"))
+        if int(regen_warmup_steps) != regen_warmup_steps or regen_warmup_steps < 0:
+            raise ValueError(
+                f"regen_warmup_steps must be a non-negative integer, got {regen_warmup_steps!r}"
+            )
+        if text_weight > 0 and text_supervision is None:
+            raise ValueError("text_weight > 0 needs text_supervision (a TextSupervision module)")
+
+        self.base = base
+        self.task_loss = task_loss
+        if conditioning is None:
+            conditioning = {output_key: "segmentation"}
+        self.conditioning = (
+            conditioning if isinstance(conditioning, nn.Module) else Conditioning(conditioning)
+        )
+        if isinstance(redaction, str):
+            redaction = create_redaction(redaction, **dict(redaction_kwargs or {}))
+        elif redaction_kwargs:
+            raise ValueError("redaction_kwargs is only used when redaction is given by name")
+        self.redaction = redaction
+        self.crm = self._build_crm(crm, cond_channels, crm_kwargs)
+        self.regen_loss = (
+            RegenerationLoss(regen_loss) if isinstance(regen_loss, str) else regen_loss
+        )
+        self.text_supervision = text_supervision
+
+        self.regen_weight = float(regen_weight)
+        self.regen_warmup_steps = int(regen_warmup_steps)
+        self.cyclic_weight = float(cyclic_weight)
+        self.text_weight = float(text_weight)
+        self.text_target_key = text_target_key
+        self.sa_weight = float(sa_weight)
+        self.stop_gradient = bool(stop_gradient)
+        self.output_key = output_key
+        self.image_key = image_key
+
+        # Counts training forwards, for the warm-up; saved so resume continues it.
+        self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    # ------------------------------------------------------------------ build
+    def _build_crm(
+        self,
+        crm: nn.Module | str | None,
+        cond_channels: int | None,
+        crm_kwargs: Mapping[str, Any] | None,
+    ) -> nn.Module | None:
+        if crm is None or isinstance(crm, nn.Module):
+            if crm_kwargs:
+                raise ValueError("crm_kwargs is only used when crm is given by name")
+            return crm
+        kinds = {"forward": ForwardCRM, "recursive": RecursiveCRM}
+        if crm not in kinds:
+            raise ValueError(f"unknown crm {crm!r}; allowed: 'forward', 'recursive', a module, None")
+        if cond_channels is None:
+            heads = getattr(self.base, "heads", None)
+            if not isinstance(heads, Mapping):
+                raise ValueError(
+                    "cond_channels is required when crm is given by name and the base network "
+                    "has no `heads` mapping (head name -> channels) to derive it from"
+                )
+            cond_channels = self.conditioning.out_channels(heads)
+        return kinds[crm](cond_channels, **dict(crm_kwargs or {}))
+
+    # ----------------------------------------------------------------- public
+    def eval_model(self) -> nn.Module:
+        """Return the base network alone: all that runs at inference.
+
+        The returned module shares its weights with this one (it *is*
+        ``self.base``), so export it, or copy it, after training.
+        """
+        return self.base
+
+    def base_state_dict(self) -> dict[str, Tensor]:
+        """The base network's weights (what an exported model needs)."""
+        return self.base.state_dict()
+
+    def regeneration_state_dict(self) -> dict[str, Tensor]:
+        """Everything else that trains or must be restored: CRM, step, generator."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("base.")}
+
+    def current_regen_weight(self, step: int | None = None) -> float:
+        """The regeneration weight at ``step`` (linear warm-up from 0)."""
+        step = int(self.num_steps) if step is None else int(step)
+        if self.regen_warmup_steps == 0:
+            return self.regen_weight
+        return self.regen_weight * min(1.0, step / self.regen_warmup_steps)
+
+    def predict(self, image: Tensor, redacted: Tensor | None = None) -> dict[str, Tensor]:
+        """Run the base network and return its outputs as a dict."""
+        if getattr(self.base, "supports_shared_attention", False):
+            out = self.base(image, redacted=redacted)
+        else:
+            out = self.base(image)
+        if isinstance(out, Tensor):
+            return {self.output_key: out}
+        if not isinstance(out, Mapping):
+            raise ValueError(
+                f"the base network must return a Tensor or a dict of Tensors, got {type(out)!r}"
+            )
+        return dict(out)
+
+    def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
+        """Compute every loss for one batch.
+
+        Args:
+            batch: ``{"image": B x 3 x H x W, <targets>...}``.
+            step: global step for the warm-up; ``None`` uses (and, in training
+                mode, advances) the module's own counter.
+
+        Returns:
+            A dict with the scalar losses ``loss`` (the total to backpropagate),
+            ``task``, ``regen``, ``cyclic``, ``text``, ``sa`` (0 when switched
+            off), the task loss's own parts as ``task/<name>``, the weight used
+            as ``regen_weight``, and the tensors ``pred`` (dict of base outputs),
+            ``redacted`` (B x 3 x H x W), ``keep`` (B x 1 x H x W or None),
+            ``regenerated`` and ``target`` (B x 3 x h x w at the CRM's working
+            resolution; ``regenerated`` is None without a CRM).
+        """
+        if self.image_key not in batch:
+            raise ValueError(
+                f"batch has no {self.image_key!r} entry; keys present: {sorted(batch)}"
+            )
+        image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
+        if step is None:
+            step = int(self.num_steps)
+            if self.training:
+                self.num_steps += 1
+
+        redacted = self.redaction(image, generator=self.generator)
+        pred = self.predict(image, redacted=redacted.image)
+        sa_regenerated = pred.pop("regenerated", None)
+
+        task_total, task_parts = self._task_loss(pred, batch)
+        zero = task_total.new_zeros(())
+        out: dict[str, Any] = {f"task/{k}": v for k, v in task_parts.items()}
+
+        regen = cyclic = text = sa = zero
+        regenerated = target = None
+        if self.crm is not None:
+            h, w = image.shape[-2:]
+            working = self.crm.working_size(h, w)
+            cond_src = {k: v.detach() for k, v in pred.items()} if self.stop_gradient else pred
+            cond = self.conditioning(cond_src, size=working)
+            regenerated = self.crm(redacted.image, cond, redacted.keep)
+            target = self.crm.resize_to_working(image)
+            regen = self.regen_loss(regenerated, target, keep=redacted.keep)
+
+            if self.cyclic_weight > 0:
+                # DejaVu-CL: the regenerated image goes back through the same network.
+                full = F.interpolate(regenerated, size=(h, w), mode="bilinear", align_corners=False)
+                cyclic, _ = self._task_loss(self.predict(full), batch)
+            if self.text_weight > 0:
+                text = self.text_supervision(regenerated, batch[self.text_target_key])
+
+        if sa_regenerated is not None:
+            sa_target = F.interpolate(
+                image, size=sa_regenerated.shape[-2:], mode="bilinear", antialias=True
+            )
+            sa = self.regen_loss(sa_regenerated, sa_target, keep=redacted.keep)
+
+        w_regen = self.current_regen_weight(step)
+        loss = (
+            task_total
+            + w_regen * regen
+            + self.cyclic_weight * cyclic
+            + self.text_weight * text
+            + self.sa_weight * sa
+        )
+        out.update(
+            loss=loss,
+            task=task_total,
+            regen=regen,
+            cyclic=cyclic,
+            text=text,
+            sa=sa,
+            regen_weight=w_regen,
+            pred=pred,
+            redacted=redacted.image,
+            keep=redacted.keep,
+            regenerated=regenerated,
+            target=target,
+        )
+        return out
+
+    # ---------------------------------------------------------------- helpers
+    def _task_loss(
+        self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        value = self.task_loss(pred, batch)
+        if isinstance(value, Tensor):
+            return value, {}
+        if not isinstance(value, Mapping) or "loss" not in value:
+            raise ValueError(
+                "task_loss must return a scalar Tensor or a dict with a 'loss' entry, "
+                f"got {type(value)!r}"
+            )
+        return value["loss"], {k: v for k, v in value.items() if k != "loss"}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,177 @@
+"""Dense-prediction tasks: heads, loss, DejaVu conditioning, redaction and metrics.
+
+A :class:`Task` gathers what differs between segmentation, depth, normals and
+multi-task learning, so the training code is the same for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from dejavu.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
+from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
+
+__all__ = ["TASK_NAMES", "Task", "TaskMetrics", "create_task"]
+
+TASK_NAMES = ("segmentation", "depth", "normals", "multitask")
+
+# Which prediction key each task head writes, and its conditioning kind.
+_HEAD_CONDITIONING = {"seg": "segmentation", "depth": "depth", "normals": "normals"}
+
+
+@dataclass
+class Task:
+    """What a dense-prediction task needs beyond the network.
+
+    Attributes:
+        name: one of :data:`TASK_NAMES`.
+        heads: prediction key -> output channels, e.g. ``{"seg": 19}``.
+        loss_weights: prediction key -> weight of its loss in the sum.
+        num_classes: segmentation classes (``None`` without a ``seg`` head).
+        ignore_index: segmentation label to ignore.
+        default_redaction: redaction the paper's findings suggest for the task
+            (spatial for segmentation, spectral band-stop for geometry).
+
+    Example:
+        >>> task = create_task("segmentation", num_classes=3)
+        >>> pred = {"seg": torch.zeros(1, 3, 2, 2)}
+        >>> batch = {"seg": torch.zeros(1, 2, 2, dtype=torch.long)}
+        >>> round(float(task.loss(pred, batch)["loss"]), 4)
+        1.0986
+    """
+
+    name: str
+    heads: dict[str, int]
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    num_classes: int | None = None
+    ignore_index: int = 255
+    default_redaction: str = "random"
+
+    @property
+    def conditioning(self) -> dict[str, str]:
+        """Conditioning spec for :class:`dejavu.conditioning.Conditioning`."""
+        return {key: _HEAD_CONDITIONING[key] for key in self.heads}
+
+    @property
+    def target_keys(self) -> tuple[str, ...]:
+        return tuple(self.heads)
+
+    def loss(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Weighted sum of the per-head losses.
+
+        Returns:
+            ``{"loss": total, "<head>": that head's unweighted loss, ...}``.
+        """
+        parts: dict[str, Tensor] = {}
+        for key in self.heads:
+            if key not in pred:
+                raise ValueError(f"prediction has no {key!r} output; outputs: {sorted(pred)}")
+            if key not in batch:
+                raise ValueError(f"batch has no {key!r} target; keys: {sorted(batch)}")
+            if key == "seg":
+                parts[key] = segmentation_ce_loss(pred[key], batch[key], self.ignore_index)
+            elif key == "depth":
+                parts[key] = depth_l1_loss(pred[key], batch[key])
+            else:
+                parts[key] = normals_cosine_loss(pred[key], batch[key])
+        total = sum(self.loss_weights.get(k, 1.0) * v for k, v in parts.items())
+        return {"loss": total, **parts}
+
+    __call__ = loss
+
+    def metrics(self) -> TaskMetrics:
+        """Fresh (DDP-synced) metrics for this task."""
+        return TaskMetrics(self)
+
+
+class TaskMetrics(nn.Module):
+    """The metrics of every head of a task, updated from predictions only.
+
+    ``compute()`` returns flat floats named ``<head>/<metric>``, e.g.
+    ``seg/miou``, ``depth/abs_err``, ``normals/mean``; segmentation scores are
+    fractions (0..1), per-class IoU is ``seg/iou/<class index>``.
+    """
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        metrics: dict[str, nn.Module] = {}
+        for key in task.heads:
+            if key == "seg":
+                assert task.num_classes is not None
+                metrics[key] = SegmentationMetrics(task.num_classes, ignore_index=task.ignore_index)
+            elif key == "depth":
+                metrics[key] = DepthMetrics()
+            else:
+                metrics[key] = NormalsMetrics()
+        self.metrics = nn.ModuleDict(metrics)
+
+    def update(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
+        for key, metric in self.metrics.items():
+            p = pred[key].detach()
+            metric.update(p.argmax(dim=1) if key == "seg" else p, batch[key])
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, metric in self.metrics.items():
+            for name, value in metric.compute().items():
+                if value.numel() == 1:
+                    out[f"{key}/{name}"] = float(value)
+                else:
+                    for i, v in enumerate(value.flatten().tolist()):
+                        out[f"{key}/{name}/{i}"] = float(v)
+        return out
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+
+
+def create_task(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    loss_weights: Mapping[str, float] | None = None,
+    ignore_index: int = 255,
+) -> Task:
+    """Build a :class:`Task` by name.
+
+    Args:
+        name: ``"segmentation"``, ``"depth"``, ``"normals"`` or ``"multitask"``
+            (segmentation + depth + normals, NYUD-v2 style).
+        num_classes: required for segmentation and multi-task.
+        loss_weights: per-head weights of the summed loss (default 1 each).
+        ignore_index: segmentation ignore label.
+
+    Example:
+        >>> create_task("multitask", num_classes=40).heads
+        {'seg': 40, 'depth': 1, 'normals': 3}
+    """
+    if name not in TASK_NAMES:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
+    needs_classes = name in ("segmentation", "multitask")
+    if needs_classes and (num_classes is None or num_classes < 1):
+        raise ValueError(f"task {name!r} needs num_classes >= 1, got {num_classes!r}")
+    heads = {
+        "segmentation": {"seg": num_classes},
+        "depth": {"depth": 1},
+        "normals": {"normals": 3},
+        "multitask": {"seg": num_classes, "depth": 1, "normals": 3},
+    }[name]
+    weights = dict(loss_weights or {})
+    unknown = set(weights) - set(heads)
+    if unknown:
+        raise ValueError(f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)}")
+    # Paper finding: spatial redaction suits segmentation, a spectral band-stop
+    # (middle frequencies removed) suits depth and normals.
+    redaction = "random" if name == "segmentation" else "bandstop"
+    return Task(
+        name=name,
+        heads=heads,
+        loss_weights=weights,
+        num_classes=num_classes if needs_classes else None,
+        ignore_index=ignore_index,
+        default_redaction=redaction,
+    )
