@@ -93,9 +93,8 @@ def straight_through_onehot(probs: Tensor) -> Tensor:
     """
     check_image(probs, "probs")
     hard = F.one_hot(probs.argmax(dim=1), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    # ``probs - probs.detach()`` is exactly 0 in the forward pass (x - x == 0 in IEEE
-    # arithmetic), so the value is exactly one-hot; the usual
-    # ``hard - soft.detach() + soft`` can be off by one ulp.
+    # ``probs - probs.detach()`` is exactly 0 in the forward pass, so the value is
+    # the one-hot tensor itself, with no arithmetic on it that could round.
     return hard + (probs - probs.detach())
 
 
