@@ -186,15 +186,22 @@ class DejaVu(nn.Module):
         kinds = {"forward": ForwardCRM, "recursive": RecursiveCRM}
         if crm not in kinds:
             raise ValueError(f"unknown crm {crm!r}; allowed: 'forward', 'recursive', a module, None")
+        kwargs = dict(crm_kwargs or {})
+        heads = getattr(self.base, "heads", None)
         if cond_channels is None:
-            heads = getattr(self.base, "heads", None)
             if not isinstance(heads, Mapping):
                 raise ValueError(
                     "cond_channels is required when crm is given by name and the base network "
                     "has no `heads` mapping (head name -> channels) to derive it from"
                 )
             cond_channels = self.conditioning.out_channels(heads)
-        return kinds[crm](cond_channels, **dict(crm_kwargs or {}))
+        if crm == "recursive" and isinstance(heads, Mapping) and "group_channels" not in kwargs:
+            # CRM-R groups classes: tell it which conditioning channels are the
+            # class probabilities (the rest, e.g. depth, ride along every step).
+            seg_keys = [k for k, kind in self.conditioning.spec.items() if kind == "segmentation"]
+            if len(seg_keys) == 1 and len(self.conditioning.spec) > 1:
+                kwargs["group_channels"] = self.conditioning.slices(heads)[seg_keys[0]]
+        return kinds[crm](cond_channels, **kwargs)
 
     # ----------------------------------------------------------------- public
     def eval_model(self) -> nn.Module:

@@ -1,0 +1,217 @@
+"""Training overhead of DejaVu and its (zero) inference cost, measured side by side.
+
+For a base network (default ``hrnet18``) at CamVid's 240 x 180 (padded by the
+model as it needs), batch 8, on this machine's CPU, this script measures:
+
+- training-step time (forward + backward + AdamW step) of +DejaVu over the
+  baseline, alternating the two every step, medians over >= 10 steps after
+  warm-up;
+- peak resident memory of a training step of each (each in its own
+  subprocess, so one does not inherit the other's peak);
+- inference latency of the two inference models (``eval_model()`` of each),
+  alternating, medians — the ratio should be 1.00 within noise;
+- how the step-time ratio grows with 2x and 4x the pixels, and how CRM-R's
+  cost grows with the number of class groups.
+
+Usage::
+
+    python benchmarks/overhead.py                      # full run, writes the JSON
+    python benchmarks/overhead.py --steps 3 --quick    # a fast sanity run
+
+Results go to ``benchmarks/results/overhead.json`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dejavu import DejaVu
+from dejavu.toolkit.models import create_model
+from dejavu.toolkit.tasks import create_task
+
+NUM_CLASSES = 11  # CamVid
+
+
+def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> nn.Module:
+    """The baseline (task loss only) or DejaVu training module for one model."""
+    torch.manual_seed(0)
+    task = create_task("segmentation", num_classes=NUM_CLASSES)
+    base = create_model(model_name, task="segmentation", num_classes=NUM_CLASSES)
+    if variant == "baseline":
+        return _Baseline(base, task)
+    return DejaVu(
+        base,
+        task,
+        conditioning=task.conditioning,
+        crm=crm,
+        crm_kwargs=crm_kwargs or None,
+        redaction="random",
+        seed=0,
+    )
+
+
+class _Baseline(nn.Module):
+    """The same base network and task loss without DejaVu."""
+
+    def __init__(self, base: nn.Module, task) -> None:
+        super().__init__()
+        self.base, self.task = base, task
+
+    def forward(self, batch):
+        return self.task(self.base(batch["image"]), batch)
+
+    def eval_model(self) -> nn.Module:
+        return self.base
+
+
+def make_batch(batch: int, h: int, w: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "image": torch.randn(batch, 3, h, w, generator=g),
+        "seg": torch.randint(0, NUM_CLASSES, (batch, h, w), generator=g),
+    }
+
+
+def _step_fn(module: nn.Module):
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+    def step(batch) -> None:
+        out = module(batch)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+
+    return step
+
+
+def alternate(fns: dict[str, callable], arg, steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per call of each function, calls interleaved."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + steps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(arg)
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                times[name].append(dt)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def train_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup: int, **crm):
+    mods = {v: build(v, model_name, **crm).train() for v in ("baseline", "dejavu")}
+    t = alternate({k: _step_fn(m) for k, m in mods.items()}, make_batch(batch, h, w), steps, warmup)
+    return t, t["dejavu"] / t["baseline"]
+
+
+def inference_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup: int):
+    mods = {v: build(v, model_name).eval_model().eval() for v in ("baseline", "dejavu")}
+    x = make_batch(batch, h, w)["image"]
+
+    def run(m):
+        def f(inp):
+            with torch.inference_mode():
+                m(inp)
+
+        return f
+
+    t = alternate({k: run(m) for k, m in mods.items()}, x, steps, warmup)
+    params = {k: sum(p.numel() for p in m.parameters()) for k, m in mods.items()}
+    return t, t["dejavu"] / t["baseline"], params
+
+
+def peak_memory_subprocess(variant: str, model_name: str, batch: int, h: int, w: int) -> float:
+    """Peak RSS (MiB) added by two training steps of one variant, in a fresh process."""
+    code = (
+        "import resource, torch, sys; sys.path.insert(0, %r)\n"
+        "import overhead as o\n"
+        "m = o.build(%r, %r).train(); b = o.make_batch(%d, %d, %d); s = o._step_fn(m)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "s(b); s(b)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    ) % (str(Path(__file__).parent), variant, model_name, batch, h, w)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024.0  # ru_maxrss is KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="hrnet18")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--height", type=int, default=180)
+    ap.add_argument("--width", type=int, default=240)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 11])
+    ap.add_argument("--quick", action="store_true", help="skip the scaling and memory parts")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
+    args = ap.parse_args(argv)
+
+    b, h, w = args.batch, args.height, args.width
+    result: dict = {
+        "model": args.model,
+        "batch": b,
+        "input": [h, w],
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    times, ratio = train_ratio(args.model, b, h, w, args.steps, args.warmup)
+    result["train_step_s"] = times
+    result["train_step_ratio"] = ratio
+    print(f"train step  baseline {times['baseline']:.3f}s  dejavu {times['dejavu']:.3f}s  "
+          f"ratio {ratio:.3f}")
+
+    t_inf, r_inf, params = inference_ratio(args.model, b, h, w, args.steps, args.warmup)
+    result["inference_s"] = t_inf
+    result["inference_latency_ratio"] = r_inf
+    result["inference_params"] = params
+    print(f"inference   baseline {t_inf['baseline']:.3f}s  dejavu {t_inf['dejavu']:.3f}s  "
+          f"ratio {r_inf:.3f}  params {params}")
+
+    if not args.quick:
+        result["peak_memory_mib"] = {
+            v: peak_memory_subprocess(v, args.model, b, h, w) for v in ("baseline", "dejavu")
+        }
+        print(f"peak memory (MiB added by training) {result['peak_memory_mib']}")
+        scaling = {}
+        for factor in (2, 4):
+            # Scale the pixel count by `factor` keeping the aspect ratio.
+            s = factor**0.5
+            hh, ww = round(h * s), round(w * s)
+            _, r = train_ratio(args.model, b, hh, ww, max(3, args.steps // 2), 1)
+            scaling[f"{factor}x"] = {"input": [hh, ww], "train_step_ratio": r}
+            print(f"{factor}x pixels ({hh}x{ww}): ratio {r:.3f}")
+        result["pixel_scaling"] = scaling
+        groups = {}
+        for g in args.groups:
+            _, r = train_ratio(
+                args.model, b, h, w, max(3, args.steps // 2), 1, crm="recursive", num_groups=g
+            )
+            groups[str(g)] = r
+            print(f"CRM-R with {g} class groups: ratio {r:.3f}")
+        result["crm_r_groups_ratio"] = groups
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
