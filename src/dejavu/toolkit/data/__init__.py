@@ -1,0 +1,92 @@
+"""Datasets, the embedded procedural scenes and joint transforms.
+
+Every dataset returns a dict per sample:
+
+========== ======================= ===========================================
+key        tensor                  meaning
+========== ======================= ===========================================
+image      float32 3 x H x W       normalised with the dataset's mean/std
+seg        int64 H x W             class index, 255 = ignore
+depth      float32 1 x H x W       metres, 0 = invalid
+normals    float32 3 x H x W       unit vectors, all-zero = invalid
+instance   int64 H x W             instance id, 0 = none
+name       str                     the sample's id
+========== ======================= ===========================================
+
+with only the targets listed in the dataset's ``tasks``. Each dataset class
+has ``class_names``, ``num_classes``, ``ignore_index`` (255), ``tasks``,
+``mean`` and ``std``.
+
+Example:
+    >>> import tempfile
+    >>> from dejavu.toolkit.data import create_dataset, default_train_transform
+    >>> ds = create_dataset("scenes", tempfile.mkdtemp(), "train", num_images=2, size=(32, 48),
+    ...                     transform=default_train_transform(24))
+    >>> ds[0]["image"].shape
+    torch.Size([3, 24, 24])
+"""
+
+from __future__ import annotations
+
+from dejavu.toolkit.data.ade20k import ADE20K, ADE20K_CLASSES
+from dejavu.toolkit.data.base import TASK_NAMES, DenseDataset
+from dejavu.toolkit.data.camvid import CAMVID_CLASSES, CamVid
+from dejavu.toolkit.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
+from dejavu.toolkit.data.factory import DATASET_NAMES, create_dataset, dataset_class
+from dejavu.toolkit.data.folder import FolderDataset
+from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from dejavu.toolkit.data.nyud import (
+    NYU40_CLASSES,
+    NYUDRefineNet,
+    NYUDv2,
+    convert_refinenet_to_nyud_mt,
+)
+from dejavu.toolkit.data.scenes import CLASS_NAMES as SCENE_CLASSES
+from dejavu.toolkit.data.scenes import ProceduralScenes, render_scene
+from dejavu.toolkit.data.transforms import (
+    ColorJitter,
+    Compose,
+    Normalize,
+    PadToMultiple,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomScale,
+    Resize,
+    default_eval_transform,
+    default_train_transform,
+)
+
+__all__ = [
+    "ADE20K",
+    "ADE20K_CLASSES",
+    "CAMVID_CLASSES",
+    "CITYSCAPES_CLASSES",
+    "DATASET_NAMES",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NYU40_CLASSES",
+    "SCENE_CLASSES",
+    "TASK_NAMES",
+    "CamVid",
+    "Cityscapes",
+    "ColorJitter",
+    "Compose",
+    "DenseDataset",
+    "FolderDataset",
+    "NYUDRefineNet",
+    "NYUDv2",
+    "Normalize",
+    "PadToMultiple",
+    "ProceduralScenes",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomScale",
+    "Resize",
+    "convert_refinenet_to_nyud_mt",
+    "create_dataset",
+    "dataset_class",
+    "default_eval_transform",
+    "default_train_transform",
+    "render_scene",
+]

@@ -1,0 +1,97 @@
+"""The base class every dataset of :mod:`dejavu.toolkit.data` derives from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dejavu._validation import check_choice
+from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from dejavu.toolkit.data.transforms import Normalize, Sample
+
+__all__ = ["TASK_NAMES", "DenseDataset", "select_tasks"]
+
+TASK_NAMES = ("seg", "depth", "normals", "instance")
+
+
+def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+    """Check a requested subset of tasks against what a dataset has.
+
+    Returns:
+        ``available`` when ``requested`` is None, else ``requested`` in the
+        order of ``available``.
+
+    Example:
+        >>> select_tasks(["depth", "seg"], ("seg", "depth", "normals"))
+        ('seg', 'depth')
+    """
+    if requested is None:
+        return tuple(available)
+    if isinstance(requested, str):
+        requested = [requested]
+    for t in requested:
+        check_choice(t, "task", available)
+    return tuple(t for t in available if t in requested)
+
+
+class DenseDataset(Dataset[Sample]):
+    """A map-style dataset of dense-prediction samples.
+
+    Subclasses set ``class_names`` and ``tasks`` and implement ``__len__`` and
+    :meth:`load`, which returns the un-normalised sample: ``image`` float32
+    ``3 x H x W`` in ``[0, 1]`` plus the targets. ``__getitem__`` then applies
+    ``transform`` (which must normalise; :func:`default_train_transform` and
+    :func:`default_eval_transform` do) or, when ``transform`` is None,
+    :class:`~dejavu.toolkit.data.transforms.Normalize` with the dataset's
+    ``mean`` and ``std``.
+
+    Attributes:
+        class_names: one name per semantic class (index = label value).
+        ignore_index: the label value of pixels without a class (255).
+        tasks: the targets every sample carries, a subset of
+            ``("seg", "depth", "normals", "instance")``.
+        mean, std: per-channel statistics used for normalisation.
+    """
+
+    class_names: list[str]
+    tasks: tuple[str, ...]
+    ignore_index: int = IGNORE_INDEX
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __init__(self, transform: Callable[[Sample], Sample] | None = None) -> None:
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be callable or None, got {transform!r}")
+        self.transform = transform
+        self._normalize = Normalize(self.mean, self.std)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of semantic classes (``len(class_names)``)."""
+        return len(self.class_names)
+
+    def load(self, index: int) -> Sample:
+        """Return sample ``index`` before any transform (image in ``[0, 1]``)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:
+        n = len(self)
+        if isinstance(index, (np.integer, torch.Tensor)):
+            index = int(index)
+        if not isinstance(index, int) or not -n <= index < n:
+            raise IndexError(f"index {index!r} out of range for a dataset of {n} samples")
+        sample = self.load(index % n)
+        if self.transform is not None:
+            return self.transform(sample)
+        return self._normalize(sample)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, tasks={self.tasks})"
+        )

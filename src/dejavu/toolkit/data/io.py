@@ -1,0 +1,242 @@
+"""Reading images, label maps and dense targets from disk, with errors that name the file.
+
+Every reader here turns the many ways a file can be bad (missing, truncated,
+not an image, wrong number of channels) into an exception that names the
+file and the problem, so that a broken sample in a 10 000-image dataset is
+found from the message alone. PIL does the decoding; its errors are wrapped.
+
+All readers return numpy arrays in the file's own layout (``H x W`` or
+``H x W x C``); :func:`image_to_tensor` and friends turn them into the
+tensors of the sample format (see :mod:`dejavu.toolkit.data`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = [
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "check_label_values",
+    "check_same_size",
+    "image_to_tensor",
+    "read_array",
+    "read_image",
+    "read_label",
+    "read_uint16",
+    "require_dir",
+    "require_file",
+]
+
+IGNORE_INDEX = 255
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+PathLike = str | os.PathLike[str]
+
+
+def require_dir(path: PathLike, layout: str) -> Path:
+    """Return ``path`` as a :class:`Path` if it is a directory.
+
+    Args:
+        path: the directory a loader needs.
+        layout: a short description of the expected layout, shown in the error.
+
+    Raises:
+        FileNotFoundError: naming ``path`` and ``layout`` when it is not a directory.
+
+    Example:
+        >>> require_dir(".", "anything").is_dir()
+        True
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"directory not found: {p} (expected layout: {layout})")
+    return p
+
+
+def require_file(path: PathLike, layout: str) -> Path:
+    """Return ``path`` as a :class:`Path` if it is a file, else raise naming the layout.
+
+    Raises:
+        FileNotFoundError: naming ``path`` and ``layout`` when it is not a file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"file not found: {p} (expected layout: {layout})")
+    return p
+
+
+def _open(path: PathLike) -> Image.Image:
+    """Open and fully decode an image, wrapping PIL's errors with the file name."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image file not found: {p}")
+    try:
+        img = Image.open(p)
+        # Image.open only reads the header; a truncated file fails in load().
+        img.load()
+    except UnidentifiedImageError as e:
+        raise ValueError(f"{p}: not a readable image file ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{p}: corrupt or truncated image ({e})") from e
+    return img
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image as ``H x W x 3`` uint8 RGB.
+
+    Grey-scale, palette and RGBA files are converted to RGB.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file if it is corrupt, truncated or not an image.
+
+    Example:
+        >>> import tempfile, PIL.Image
+        >>> f = tempfile.NamedTemporaryFile(suffix=".png").name
+        >>> PIL.Image.new("RGB", (4, 3)).save(f)
+        >>> read_image(f).shape
+        (3, 4, 3)
+    """
+    img = _open(path)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.array(img, dtype=np.uint8)
+
+
+def read_label(path: PathLike) -> np.ndarray:
+    """Read a single-channel label map (8- or 16-bit, or palette indices) as ``H x W``.
+
+    Palette ("P") images give their indices, as the PASCAL/ADE tools write them.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file if it is corrupt or has several channels (an
+            RGB colour-coded label must be converted to class indices first).
+    """
+    img = _open(path)
+    if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+        raise ValueError(
+            f"{path}: label maps must be single-channel (mode L, P, I or I;16), "
+            f"got mode {img.mode!r} with {len(img.getbands())} bands; convert colour-coded "
+            "labels to class indices first"
+        )
+    arr = np.array(img)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D label map, got shape {arr.shape}")
+    return arr
+
+
+def read_uint16(path: PathLike) -> np.ndarray:
+    """Read a 16-bit single-channel PNG (depth maps) as ``H x W`` uint16.
+
+    Raises:
+        ValueError: naming the file if it is not a single-channel 16-bit image.
+    """
+    img = _open(path)
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        raise ValueError(
+            f"{path}: expected a 16-bit single-channel PNG (mode I;16), got mode {img.mode!r}"
+        )
+    arr = np.array(img)
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D 16-bit map, got shape {arr.shape}")
+    if arr.dtype != np.uint16:
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"{path}: values outside the 16-bit range [0, 65535]")
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def read_array(path: PathLike, ndim: Sequence[int] = (2, 3)) -> np.ndarray:
+    """Read a ``.npy`` array (no pickles), checking its number of dimensions.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file if it is not a valid ``.npy`` or has the
+            wrong number of dimensions.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"array file not found: {p}")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{p}: corrupt or unreadable .npy file ({e})") from e
+    if arr.ndim not in tuple(ndim):
+        raise ValueError(f"{p}: expected an array with ndim in {tuple(ndim)}, got {arr.shape}")
+    return arr
+
+
+def check_same_size(
+    image: np.ndarray, target: np.ndarray, target_path: PathLike, image_path: PathLike
+) -> None:
+    """Check that a target has the image's height and width.
+
+    Raises:
+        ValueError: naming both files and both sizes (as ``H x W``).
+
+    Example:
+        >>> check_same_size(np.zeros((2, 3, 3)), np.zeros((2, 3)), "l.png", "i.png")
+    """
+    ih, iw = image.shape[:2]
+    th, tw = target.shape[:2]
+    if (ih, iw) != (th, tw):
+        raise ValueError(
+            f"size mismatch: {target_path} is {th}x{tw} (HxW) but its image "
+            f"{image_path} is {ih}x{iw}"
+        )
+
+
+def check_label_values(
+    label: np.ndarray, num_classes: int, path: PathLike, ignore_index: int | None = IGNORE_INDEX
+) -> None:
+    """Check that every label is a class index ``0..num_classes-1`` or ``ignore_index``.
+
+    Args:
+        label: the label map as stored in ``path``.
+        num_classes: values ``0..num_classes-1`` are allowed.
+        path: the file, named in the error.
+        ignore_index: one more allowed value; None allows none.
+
+    Raises:
+        ValueError: naming the file, the offending values and the allowed range.
+
+    Example:
+        >>> check_label_values(np.array([[0, 1], [255, 2]]), 3, "x.png")
+    """
+    values = np.unique(label)
+    bad = values[(values < 0) | (values >= num_classes)]
+    if ignore_index is not None:
+        bad = bad[bad != ignore_index]
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:10])
+        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+        extra = f" (or {ignore_index} = ignore)" if ignore_index is not None else ""
+        raise ValueError(
+            f"{path}: label values {shown}{more} are outside the allowed range "
+            f"0..{num_classes - 1}{extra}"
+        )
+
+
+def image_to_tensor(image: np.ndarray) -> Tensor:
+    """Turn an ``H x W x 3`` uint8 array into a ``3 x H x W`` float32 tensor in ``[0, 1]``.
+
+    Example:
+        >>> image_to_tensor(np.full((2, 3, 3), 255, np.uint8)).amax().item()
+        1.0
+    """
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an H x W x 3 uint8 array, got {image.dtype} {image.shape}")
+    arr = image if image.flags.writeable else image.copy()
+    t = torch.from_numpy(arr).permute(2, 0, 1)
+    return t.to(torch.float32).div_(255.0)
