@@ -1,0 +1,70 @@
+"""Image redaction ``R(I) -> Redacted(I_r, keep)``: spatial, spectral, identity, choice.
+
+Example:
+    >>> import torch
+    >>> from dejavu.redaction import create_redaction
+    >>> g = torch.Generator().manual_seed(0)
+    >>> out = create_redaction("checkerboard", cell=8)(torch.randn(2, 3, 32, 32), generator=g)
+    >>> out.image.shape, out.keep.shape
+    (torch.Size([2, 3, 32, 32]), torch.Size([2, 1, 32, 32]))
+"""
+
+from __future__ import annotations
+
+from dejavu.redaction.compose import ChoiceRedaction, IdentityRedaction, choice_redaction
+from dejavu.redaction.dct import dct, dct2, dct2_filter, idct, idct2
+from dejavu.redaction.factory import REDACTION_NAMES, create_redaction
+from dejavu.redaction.spatial import (
+    BlocksRedaction,
+    CheckerboardRedaction,
+    RandomRedaction,
+    blocks_redaction,
+    checkerboard_redaction,
+    random_redaction,
+)
+from dejavu.redaction.spectral import (
+    DEFAULT_BAND,
+    DEFAULT_CUTOFF,
+    SPECTRAL_BASES,
+    SPECTRAL_MODES,
+    BandpassRedaction,
+    BandstopRedaction,
+    HighpassRedaction,
+    LowpassRedaction,
+    SpectralRedaction,
+    spectral_radius,
+    spectral_redaction,
+)
+from dejavu.redaction.types import Redacted, Redaction
+
+__all__ = [
+    "DEFAULT_BAND",
+    "DEFAULT_CUTOFF",
+    "REDACTION_NAMES",
+    "SPECTRAL_BASES",
+    "SPECTRAL_MODES",
+    "BandpassRedaction",
+    "BandstopRedaction",
+    "BlocksRedaction",
+    "CheckerboardRedaction",
+    "ChoiceRedaction",
+    "HighpassRedaction",
+    "IdentityRedaction",
+    "LowpassRedaction",
+    "RandomRedaction",
+    "Redacted",
+    "Redaction",
+    "SpectralRedaction",
+    "blocks_redaction",
+    "checkerboard_redaction",
+    "choice_redaction",
+    "create_redaction",
+    "dct",
+    "dct2",
+    "dct2_filter",
+    "idct",
+    "idct2",
+    "random_redaction",
+    "spectral_radius",
+    "spectral_redaction",
+]

@@ -1,0 +1,48 @@
+"""Small shared helpers: cached constant tensors, compute dtype, autocast off."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TypeVar
+
+import torch
+
+__all__ = ["cached_constant", "compute_dtype", "no_autocast"]
+
+_T = TypeVar("_T")
+
+
+def cached_constant(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Cache small index/twiddle tensors per (size, device, dtype) arguments.
+
+    They are built outside inference mode and without grad so that a tensor
+    first made under ``torch.inference_mode()`` can still be saved for
+    backward in a later training step.
+    """
+    cached = lru_cache(maxsize=256)(fn)
+
+    def wrapper(*args: object) -> _T:
+        with torch.inference_mode(False), torch.no_grad():
+            return cached(*args)
+
+    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; everything else is computed in float32.
+
+    torch.fft has no bfloat16 kernels and float16 only for powers of two on
+    CUDA, and spectral masks are sensitive to rounding.
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def no_autocast(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """A context that turns autocast off on ``device`` (a no-op where it has none)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()

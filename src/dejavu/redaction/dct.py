@@ -1,0 +1,328 @@
+"""Orthonormal DCT-II and its inverse (DCT-III) in PyTorch, via real FFTs.
+
+The transforms follow Makhoul (1980): reorder the signal as
+``v = [x0, x2, x4, ..., x5, x3, x1]``, take one real FFT of length ``N`` and
+rotate each bin by ``exp(-i pi k / 2N)``. They work for any length (not only
+powers of two), on any device, are differentiable, and equal
+``scipy.fft.dct(x, type=2, norm="ortho")`` / ``idct`` up to float rounding.
+
+:func:`dct2_filter` applies a mask in the 2-D DCT domain,
+``idct2(dct2(x) * mask)``, with one ``rfft2`` and one ``irfft2``: it never
+forms the DCT coefficients, and only touches the part of the spectrum where
+the mask is not constant over the four DCT frequencies that share an FFT bin.
+
+Half-precision inputs are computed in float32 (float64 stays float64) and
+the result is cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
+
+__all__ = ["dct", "dct2", "dct2_filter", "idct", "idct2"]
+
+
+def _check_real(x: object, name: str, min_ndim: int) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x)!r}")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{name} must be a real floating-point tensor "
+            f"(float16/bfloat16/float32/float64), got dtype {x.dtype}"
+        )
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def _normalise_dim(dim: int, ndim: int) -> int:
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"dim must be in [{-ndim}, {ndim - 1}] for a {ndim}-D tensor, got {dim}")
+    return dim % ndim
+
+
+@cached_constant
+def _reorder(n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Makhoul's permutation ``v = x[perm]`` and its inverse ``x = v[inv]``."""
+    perm = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)]).to(device)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(n, device=device)
+    return perm, inv
+
+
+@cached_constant
+def _reorder2(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The 2-D permutation as flat indices into ``h * w`` (one gather instead of two)."""
+    ph, _ = _reorder(h, torch.device("cpu"))
+    pw, _ = _reorder(w, torch.device("cpu"))
+    flat = (ph[:, None] * w + pw[None, :]).reshape(-1)
+    inv = torch.empty_like(flat)
+    inv[flat] = torch.arange(h * w)
+    return flat.to(device), inv.to(device)
+
+
+@cached_constant
+def _twiddles(n: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Forward and inverse bin factors for ``k = 0..n//2``, ortho scaling folded in."""
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    rot = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
+    scale = torch.full_like(k, math.sqrt(2.0 / n))
+    scale[0] = math.sqrt(1.0 / n)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    fwd = (rot * scale).to(device=device, dtype=cdtype)
+    inv = (rot.conj() / scale).to(device=device, dtype=cdtype)
+    return fwd, inv
+
+
+def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
+    """View a 1-D tensor so that it broadcasts along ``dim`` of an ``ndim``-D tensor."""
+    shape = [1] * ndim
+    shape[dim] = t.shape[0]
+    return t.view(shape)
+
+
+def dct(x: Tensor, dim: int = -1) -> Tensor:
+    """Orthonormal DCT-II along one dimension.
+
+    Args:
+        x: real tensor of any shape (at least 1-D), any length along ``dim``.
+        dim: the dimension to transform.
+
+    Returns:
+        Tensor of the shape and dtype of ``x``; equal to
+        ``scipy.fft.dct(x, type=2, axis=dim, norm="ortho")``.
+
+    Example:
+        >>> x = torch.randn(2, 7)
+        >>> torch.allclose(idct(dct(x)), x, atol=1e-6)
+        True
+    """
+    _check_real(x, "x", 1)
+    d = _normalise_dim(dim, x.ndim)
+    n = x.shape[d]
+    cd = compute_dtype(x.dtype)
+    with no_autocast(x.device):
+        perm, _ = _reorder(n, x.device)
+        fwd, _ = _twiddles(n, x.device, cd)
+        v = x.to(cd).index_select(d, perm)
+        z = torch.fft.rfft(v, dim=d) * _along(fwd, d, x.ndim)
+        # Bins above n/2 are the mirror image: X[n - k] = -Im(z[k]).
+        tail = z.imag.narrow(d, 1, (n - 1) // 2).flip(d).neg()
+        out = torch.cat([z.real, tail], dim=d)
+    return out.to(x.dtype)
+
+
+def idct(x: Tensor, dim: int = -1) -> Tensor:
+    """Inverse of :func:`dct` (the orthonormal DCT-III) along one dimension.
+
+    Args:
+        x: real tensor of DCT-II coefficients, any shape (at least 1-D).
+        dim: the dimension to transform.
+
+    Returns:
+        Tensor of the shape and dtype of ``x``; equal to
+        ``scipy.fft.idct(x, type=2, axis=dim, norm="ortho")``.
+
+    Example:
+        >>> c = dct(torch.arange(5.0))
+        >>> idct(c).round()
+        tensor([0., 1., 2., 3., 4.])
+    """
+    _check_real(x, "x", 1)
+    d = _normalise_dim(dim, x.ndim)
+    n = x.shape[d]
+    half = n // 2
+    cd = compute_dtype(x.dtype)
+    with no_autocast(x.device):
+        _, inv_perm = _reorder(n, x.device)
+        _, inv = _twiddles(n, x.device, cd)
+        c = x.to(cd)
+        re = c.narrow(d, 0, half + 1)
+        # Bin k of the FFT holds X[k] - i X[n - k]; there is no X[n], so bin 0 is real.
+        im = torch.cat(
+            [torch.zeros_like(c.narrow(d, 0, 1)), c.narrow(d, n - half, half).flip(d)], d
+        )
+        z = torch.complex(re, im.neg()) * _along(inv, d, x.ndim)
+        v = torch.fft.irfft(z, n=n, dim=d)
+        out = v.index_select(d, inv_perm)
+    return out.to(x.dtype)
+
+
+def dct2(x: Tensor) -> Tensor:
+    """Orthonormal 2-D DCT-II over the last two dimensions.
+
+    Args:
+        x: real tensor ``... x H x W``.
+
+    Returns:
+        ``... x H x W`` coefficients (index ``[u, v]``: ``u`` cycles over
+        ``2H`` rows, ``v`` over ``2W`` columns); equal to
+        ``scipy.fft.dctn(x, axes=(-2, -1), norm="ortho")``.
+
+    Example:
+        >>> x = torch.randn(2, 3, 5, 6)
+        >>> torch.allclose(idct2(dct2(x)), x, atol=1e-5)
+        True
+    """
+    _check_real(x, "x", 2)
+    return dct(dct(x, dim=-1), dim=-2)
+
+
+def idct2(x: Tensor) -> Tensor:
+    """Inverse of :func:`dct2` over the last two dimensions.
+
+    Args:
+        x: real tensor ``... x H x W`` of DCT-II coefficients.
+
+    Returns:
+        ``... x H x W`` tensor; equal to
+        ``scipy.fft.idctn(x, axes=(-2, -1), norm="ortho")``.
+
+    Example:
+        >>> c = torch.zeros(4, 4)
+        >>> c[0, 0] = 4.0
+        >>> idct2(c)  # the DC coefficient alone is a constant image
+        tensor([[1., 1., 1., 1.],
+                [1., 1., 1., 1.],
+                [1., 1., 1., 1.],
+                [1., 1., 1., 1.]])
+    """
+    _check_real(x, "x", 2)
+    return idct(idct(x, dim=-1), dim=-2)
+
+
+def dct2_filter(x: Tensor, mask: Tensor) -> Tensor:
+    """Mask ``x`` in the 2-D DCT domain: ``idct2(dct2(x) * mask)``, fast.
+
+    One ``rfft2`` and one ``irfft2`` of the Makhoul-reordered input do the
+    work. An FFT bin ``(k1, k2)`` carries the four DCT coefficients
+    ``(k1 | H-k1, k2 | W-k2)``; where the mask has one value over those four
+    the bin is simply scaled, and only the other bins (a box around the low
+    frequencies for radial masks) get the full real-linear update.
+
+    Args:
+        x: real tensor ``... x H x W``.
+        mask: real tensor ``... x H x W`` (any values, not only 0/1) whose
+            leading dimensions broadcast to those of ``x``.
+
+    Returns:
+        Tensor of the shape and dtype of ``x``.
+
+    Example:
+        >>> x = torch.randn(2, 3, 8, 10)
+        >>> mask = torch.zeros(8, 10)
+        >>> mask[:3, :4] = 1.0
+        >>> torch.allclose(dct2_filter(x, mask), idct2(dct2(x) * mask), atol=1e-5)
+        True
+    """
+    _check_real(x, "x", 2)
+    _check_real(mask, "mask", 2)
+    H, W = x.shape[-2:]
+    if mask.shape[-2:] != (H, W):
+        raise ValueError(
+            f"mask must end in the spatial size of x ({H} x {W}), got shape {tuple(mask.shape)}"
+        )
+    try:
+        lead = torch.broadcast_shapes(mask.shape[:-2], x.shape[:-2])
+    except RuntimeError:
+        lead = None
+    if lead != x.shape[:-2]:
+        raise ValueError(
+            f"mask leading dims {tuple(mask.shape[:-2])} must broadcast to those of x "
+            f"{tuple(x.shape[:-2])}"
+        )
+    cd = compute_dtype(x.dtype)
+    with no_autocast(x.device):
+        flat, inv = _reorder2(H, W, x.device)
+        rows = x.to(cd).reshape(-1, H * W)
+        v = torch.gather(rows, 1, flat.expand(rows.shape[0], -1)).view(x.shape)
+        spec = _filter_spectrum(torch.fft.rfft2(v), mask.to(device=x.device, dtype=cd))
+        y = torch.fft.irfft2(spec, s=(H, W)).reshape(-1, H * W)
+        out = torch.gather(y, 1, inv.expand(y.shape[0], -1)).view(x.shape)
+    return out.to(x.dtype)
+
+
+def _filter_spectrum(spec: Tensor, mask: Tensor) -> Tensor:
+    """Map the rfft2 ``spec`` of the reordered input to that of the filtered output.
+
+    With ``q = spec[k1, k2]``, ``p = spec[-k1, k2]`` and twiddles
+    ``a = exp(-i pi k1 / 2H)``, ``b = exp(-i pi k2 / 2W)``, the four DCT
+    coefficients of bin ``(k1, k2)`` are ``Re S / 2, -Im S / 2`` (columns
+    ``k2, W-k2``) and ``-Im T / 2, -Re T / 2`` (row ``H-k1``) with
+    ``S = ab q + conj(a) b p`` and ``T = ab q - conj(a) b p``. Masking them
+    with ``m00, m01, m10, m11`` and inverting gives
+    ``q' = alpha q + beta conj(q) + gamma p + delta conj(p)``, the
+    coefficients below. Masks at the non-existent index ``H`` (or ``W``) are
+    zero, which makes the same formula exact on row and column 0.
+    """
+    H = spec.shape[-2]
+    Wh = spec.shape[-1]
+    W = mask.shape[-1]
+    dev = spec.device
+    k1 = torch.arange(H, device=dev)
+    k2 = torch.arange(Wh, device=dev)
+    padded = F.pad(mask, (0, 1, 0, 1))
+    m00 = mask[..., :Wh]
+    m10 = padded[..., H - k1, :Wh]
+    m01 = padded[..., :H, W - k2]
+    m11 = padded[..., H - k1, :][..., W - k2]
+
+    has_row = (k1 > 0)[:, None]
+    has_col = (k2 > 0)[None, :]
+    mixed = ((m00 != m01) & has_col) | ((m00 != m10) & has_row) | ((m00 != m11) & has_row & has_col)
+    mixed = mixed.reshape(-1, H, Wh).any(0)
+    fold = torch.minimum(k1, H - k1)
+    u_max, v_max = (
+        torch.stack(
+            [
+                torch.where(mixed.any(1), fold, -1).max(),
+                torch.where(mixed.any(0), k2, -1).max(),
+            ]
+        )
+        .cpu()
+        .tolist()
+    )
+    if u_max < 0:
+        # The mask is constant on every bin's four coefficients: a plain scaling.
+        return spec * m00
+
+    # Rows whose folded index is below U, i.e. [0, U) and (H - U, H): closed under k1 -> -k1.
+    U, Vc = u_max + 1, v_max + 1
+    rows = k1[fold < U]
+    pos = torch.empty_like(k1)
+    pos[rows] = torch.arange(rows.numel(), device=dev)
+    neg_rows = pos[(H - rows) % H]
+
+    m00, m10, m01, m11 = (m[..., rows, :Vc] for m in (m00, m10, m01, m11))
+    a = torch.polar(
+        torch.ones(rows.numel(), 1, dtype=torch.float64, device=dev),
+        -math.pi * rows[:, None].double() / (2 * H),
+    )
+    b = torch.polar(
+        torch.ones(1, Vc, dtype=torch.float64, device=dev),
+        -math.pi * k2[None, :Vc].double() / (2 * W),
+    )
+    ab = a * b
+    cdtype = spec.dtype
+    alpha = (m00 + m11 + m01 + m10) / 4
+    # Conjugated beta and delta: conj(beta conj(q) + delta conj(p)) = beta* q + delta* p.
+    beta_c = ((m00 + m11 - m01 - m10) / 4 * ab**2).to(cdtype)
+    gamma = ((m00 - m11 + m01 - m10) / 4 * a.conj() ** 2).to(cdtype)
+    delta_c = ((m00 - m11 - m01 + m10) / 4 * b**2).to(cdtype)
+
+    q = spec[..., :Vc].index_select(-2, rows)
+    p = q.index_select(-2, neg_rows)
+    box = q * alpha + p * gamma + (q * beta_c + p * delta_c).conj()
+
+    # spec is our own temporary: scale it in place, then overwrite the box.
+    out = spec.mul_(mask[..., :Wh])
+    out[..., rows, :Vc] = box
+    return out
