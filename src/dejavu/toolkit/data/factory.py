@@ -72,4 +72,4 @@ def create_dataset(
         raise FileNotFoundError(f"dataset {name!r} needs root, the folder that holds it")
     if split is None and cls not in (FolderDataset, NYUDRefineNet):
         raise ValueError(f"dataset {name!r} needs a split name, got None")
-    return cls(root, split, transform, **kwargs)  # type: ignore[call-arg]
+    return cls(root, split, transform=transform, **kwargs)  # type: ignore[call-arg]
