@@ -266,3 +266,11 @@ def test_bad_arguments(tmp_path: Path) -> None:
         ProceduralScenes(tmp_path, "train", 1, SIZE, seed=-1)
     with pytest.raises(ValueError, match="transform"):
         ProceduralScenes(tmp_path, "train", 1, SIZE, transform=3)  # type: ignore[arg-type]
+
+
+def test_dataloader_batches(tmp_path: Path) -> None:
+    ds = ProceduralScenes(tmp_path, "train", 3, SIZE)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
+    assert batch["image"].shape == (2, 3, *SIZE)
+    assert batch["seg"].shape == (2, *SIZE) and batch["depth"].shape == (2, 1, *SIZE)
+    assert batch["name"] == ["train_000000", "train_000001"]

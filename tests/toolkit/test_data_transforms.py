@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dejavu.toolkit.data.collate import pad_collate
 from dejavu.toolkit.data.transforms import (
     ColorJitter,
     Compose,
@@ -263,3 +264,17 @@ def test_bad_inputs_raise_clear_errors() -> None:
         ColorJitter(hue=0.7)
     with pytest.raises(ValueError, match="std must be positive"):
         Normalize(std=(1.0, 0.0, 1.0))
+
+
+def test_pad_collate_pads_to_common_multiple() -> None:
+    a, _ = _strip(_coded_sample(5, 7, seed=1))
+    b, _ = _strip(_coded_sample(6, 4, seed=2))
+    out = pad_collate([a, b], multiple=4)
+    assert out["image"].shape == (2, 3, 8, 8) and out["seg"].shape == (2, 8, 8)
+    assert out["depth"].shape == (2, 1, 8, 8) and out["normals"].shape == (2, 3, 8, 8)
+    assert out["name"] == ["x", "x"]
+    assert torch.equal(out["seg"][0, :5, :7], a["seg"])
+    assert (out["seg"][0, 5:] == 255).all() and (out["seg"][1, :, 4:] == 255).all()
+    assert (out["depth"][1, :, :, 4:] == 0).all() and (out["instance"][0, :, 7:] == 0).all()
+    with pytest.raises(ValueError, match="multiple"):
+        pad_collate([a], multiple=0)

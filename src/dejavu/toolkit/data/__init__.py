@@ -32,6 +32,7 @@ from dejavu.toolkit.data.ade20k import ADE20K, ADE20K_CLASSES
 from dejavu.toolkit.data.base import TASK_NAMES, DenseDataset
 from dejavu.toolkit.data.camvid import CAMVID_CLASSES, CamVid
 from dejavu.toolkit.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
+from dejavu.toolkit.data.collate import pad_collate
 from dejavu.toolkit.data.factory import DATASET_NAMES, create_dataset, dataset_class
 from dejavu.toolkit.data.folder import FolderDataset
 from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
@@ -88,5 +89,6 @@ __all__ = [
     "dataset_class",
     "default_eval_transform",
     "default_train_transform",
+    "pad_collate",
     "render_scene",
 ]

@@ -55,6 +55,7 @@ identical samples.
 
 from __future__ import annotations
 
+import colorsys
 import json
 import os
 import tempfile
@@ -265,8 +266,6 @@ class _Object:
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    import colorsys
-
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
