@@ -89,6 +89,30 @@ def _along(t: Tensor, dim: int, ndim: int) -> Tensor:
     return t.view(shape)
 
 
+def _dct(x: Tensor, d: int) -> Tensor:
+    """DCT-II along dim ``d`` (non-negative) of a float32/float64 tensor."""
+    n = x.shape[d]
+    perm, _ = _reorder(n, x.device)
+    fwd, _ = _twiddles(n, x.device, x.dtype)
+    z = torch.fft.rfft(x.index_select(d, perm), dim=d) * _along(fwd, d, x.ndim)
+    # Bins above n/2 are the mirror image: X[n - k] = -Im(z[k]).
+    tail = z.imag.narrow(d, 1, (n - 1) // 2).flip(d).neg()
+    return torch.cat([z.real, tail], dim=d)
+
+
+def _idct(x: Tensor, d: int) -> Tensor:
+    """DCT-III (inverse DCT-II) along dim ``d`` (non-negative) of a float32/float64 tensor."""
+    n = x.shape[d]
+    half = n // 2
+    _, inv_perm = _reorder(n, x.device)
+    _, inv = _twiddles(n, x.device, x.dtype)
+    # FFT bin k holds X[k] - i X[n - k]; there is no X[n], so bin 0 is real.
+    tail = x.narrow(d, n - half, half).flip(d)
+    im = torch.cat([torch.zeros_like(x.narrow(d, 0, 1)), tail], d).neg()
+    z = torch.complex(x.narrow(d, 0, half + 1), im) * _along(inv, d, x.ndim)
+    return torch.fft.irfft(z, n=n, dim=d).index_select(d, inv_perm)
+
+
 def dct(x: Tensor, dim: int = -1) -> Tensor:
     """Orthonormal DCT-II along one dimension.
 
@@ -107,16 +131,8 @@ def dct(x: Tensor, dim: int = -1) -> Tensor:
     """
     _check_real(x, "x", 1)
     d = _normalise_dim(dim, x.ndim)
-    n = x.shape[d]
-    cd = compute_dtype(x.dtype)
     with no_autocast(x.device):
-        perm, _ = _reorder(n, x.device)
-        fwd, _ = _twiddles(n, x.device, cd)
-        v = x.to(cd).index_select(d, perm)
-        z = torch.fft.rfft(v, dim=d) * _along(fwd, d, x.ndim)
-        # Bins above n/2 are the mirror image: X[n - k] = -Im(z[k]).
-        tail = z.imag.narrow(d, 1, (n - 1) // 2).flip(d).neg()
-        out = torch.cat([z.real, tail], dim=d)
+        out = _dct(x.to(compute_dtype(x.dtype)), d)
     return out.to(x.dtype)
 
 
@@ -138,21 +154,8 @@ def idct(x: Tensor, dim: int = -1) -> Tensor:
     """
     _check_real(x, "x", 1)
     d = _normalise_dim(dim, x.ndim)
-    n = x.shape[d]
-    half = n // 2
-    cd = compute_dtype(x.dtype)
     with no_autocast(x.device):
-        _, inv_perm = _reorder(n, x.device)
-        _, inv = _twiddles(n, x.device, cd)
-        c = x.to(cd)
-        re = c.narrow(d, 0, half + 1)
-        # Bin k of the FFT holds X[k] - i X[n - k]; there is no X[n], so bin 0 is real.
-        im = torch.cat(
-            [torch.zeros_like(c.narrow(d, 0, 1)), c.narrow(d, n - half, half).flip(d)], d
-        )
-        z = torch.complex(re, im.neg()) * _along(inv, d, x.ndim)
-        v = torch.fft.irfft(z, n=n, dim=d)
-        out = v.index_select(d, inv_perm)
+        out = _idct(x.to(compute_dtype(x.dtype)), d)
     return out.to(x.dtype)
 
 
@@ -173,7 +176,9 @@ def dct2(x: Tensor) -> Tensor:
         True
     """
     _check_real(x, "x", 2)
-    return dct(dct(x, dim=-1), dim=-2)
+    with no_autocast(x.device):
+        out = _dct(_dct(x.to(compute_dtype(x.dtype)), x.ndim - 1), x.ndim - 2)
+    return out.to(x.dtype)
 
 
 def idct2(x: Tensor) -> Tensor:
@@ -196,7 +201,9 @@ def idct2(x: Tensor) -> Tensor:
                 [1., 1., 1., 1.]])
     """
     _check_real(x, "x", 2)
-    return idct(idct(x, dim=-1), dim=-2)
+    with no_autocast(x.device):
+        out = _idct(_idct(x.to(compute_dtype(x.dtype)), x.ndim - 1), x.ndim - 2)
+    return out.to(x.dtype)
 
 
 def dct2_filter(x: Tensor, mask: Tensor) -> Tensor:

@@ -141,8 +141,8 @@ def blocks_redaction(
     """
     check_image(image)
     b_lo, b_hi = as_int_range(block, "block", 1)
-    _check_size((b_lo, b_hi), "block", image)
     r_lo, r_hi = as_range(ratio, "ratio", 0.0, 1.0)
+    _check_size((b_lo, b_hi), "block", image)
     B, _, H, W = image.shape
     dev = draw_device(image, generator)
     sizes = sample_int(b_lo, b_hi, B, generator, dev)
