@@ -13,6 +13,8 @@ import argparse
 import tempfile
 import time
 
+import torch
+
 from dejavu.toolkit.data.scenes import ProceduralScenes
 
 
@@ -40,17 +42,22 @@ def main() -> None:
             assert ds.render_seconds is None, "expected a cache hit"
         reload = time.perf_counter() - start
 
+        # One intra-op thread, as in DataLoader workers: on a shared CPU, torch's default
+        # thread pool makes these tiny per-sample ops many times slower.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         start = time.perf_counter()
         for i in range(len(ds)):
             ds[i]
         per_sample_ms = (time.perf_counter() - start) / len(ds) * 1000
+        torch.set_num_threads(threads)
 
     n_all = args.train + args.val
     print(f"images: {args.train} train + {args.val} val at {size[0]}x{size[1]}")
     print(f"render: {render:.1f} s ({render / n_all * 1000:.1f} ms/image, workers={args.workers})")
     print(f"render + compress + write cache: {total:.1f} s (cache {cache_mb:.1f} MiB)")
     print(f"load from cache: {reload:.1f} s")
-    print(f"__getitem__ (normalise, no augmentation): {per_sample_ms:.2f} ms/sample")
+    print(f"__getitem__ (normalise, no augmentation, 1 thread): {per_sample_ms:.2f} ms/sample")
 
 
 if __name__ == "__main__":
