@@ -112,9 +112,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
     Example:
         >>> import tempfile
-        >>> f = tempfile.NamedTemporaryFile(suffix=".pt", delete=False).name
-        >>> torch.save(nn.Linear(2, 3).state_dict(), f)
-        >>> sorted(read_state_dict(f))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save(nn.Linear(2, 3).state_dict(), f"{d}/w.pt")
+        ...     sorted(read_state_dict(f"{d}/w.pt"))
         ['bias', 'weight']
     """
     file = Path(path)
@@ -232,9 +232,9 @@ def load_pretrained(
 
     Example:
         >>> import tempfile
-        >>> f = tempfile.NamedTemporaryFile(suffix=".pt", delete=False).name
-        >>> torch.save(nn.Linear(2, 3).state_dict(), f)
-        >>> load_pretrained(nn.Linear(2, 3), f).complete
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save(nn.Linear(2, 3).state_dict(), f"{d}/w.pt")
+        ...     load_pretrained(nn.Linear(2, 3), f"{d}/w.pt").complete
         True
     """
     file_sd = read_state_dict(path)
