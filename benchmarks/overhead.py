@@ -133,16 +133,19 @@ def inference_ratio(model_name: str, batch: int, h: int, w: int, steps: int, war
 
 def peak_memory_subprocess(variant: str, model_name: str, batch: int, h: int, w: int) -> float:
     """Peak RSS (MiB) added by two training steps of one variant, in a fresh process."""
-    code = (
-        "import resource, torch, sys; sys.path.insert(0, %r)\n"
-        "import overhead as o\n"
-        "m = o.build(%r, %r).train(); b = o.make_batch(%d, %d, %d); s = o._step_fn(m)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "s(b); s(b)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
-    ) % (str(Path(__file__).parent), variant, model_name, batch, h, w)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024.0  # ru_maxrss is KiB on Linux
+    cmd = [sys.executable, __file__, "--peak-of", variant, "--model", model_name]
+    cmd += ["--batch", str(batch), "--height", str(h), "--width", str(w)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _measure_peak(variant: str, model_name: str, batch: int, h: int, w: int) -> float:
+    module = build(variant, model_name).train()
+    data, step = make_batch(batch, h, w), _step_fn(module)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(data)
+    step(data)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0  # KiB -> MiB
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -156,7 +159,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 11])
     ap.add_argument("--quick", action="store_true", help="skip the scaling and memory parts")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
+    ap.add_argument("--peak-of", choices=["baseline", "dejavu"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.peak_of:  # child process of peak_memory_subprocess
+        print(_measure_peak(args.peak_of, args.model, args.batch, args.height, args.width))
+        return {}
 
     b, h, w = args.batch, args.height, args.width
     result: dict = {
@@ -175,15 +182,19 @@ def main(argv: list[str] | None = None) -> dict:
     times, ratio = train_ratio(args.model, b, h, w, args.steps, args.warmup)
     result["train_step_s"] = times
     result["train_step_ratio"] = ratio
-    print(f"train step  baseline {times['baseline']:.3f}s  dejavu {times['dejavu']:.3f}s  "
-          f"ratio {ratio:.3f}")
+    print(
+        f"train step  baseline {times['baseline']:.3f}s  dejavu {times['dejavu']:.3f}s  "
+        f"ratio {ratio:.3f}"
+    )
 
     t_inf, r_inf, params = inference_ratio(args.model, b, h, w, args.steps, args.warmup)
     result["inference_s"] = t_inf
     result["inference_latency_ratio"] = r_inf
     result["inference_params"] = params
-    print(f"inference   baseline {t_inf['baseline']:.3f}s  dejavu {t_inf['dejavu']:.3f}s  "
-          f"ratio {r_inf:.3f}  params {params}")
+    print(
+        f"inference   baseline {t_inf['baseline']:.3f}s  dejavu {t_inf['dejavu']:.3f}s  "
+        f"ratio {r_inf:.3f}  params {params}"
+    )
 
     if not args.quick:
         result["peak_memory_mib"] = {

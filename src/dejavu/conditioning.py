@@ -399,6 +399,13 @@ def resize_conditioning(x: Tensor, size: tuple[int, int]) -> Tensor:
     # Antialiasing only matters when shrinking; without it, bilinear
     # downsampling aliases thin structures (exactly what DejaVu cares about).
     down = h < x.shape[-2] or w < x.shape[-1]
+    if down and x.dtype in (torch.float16, torch.bfloat16):
+        # The antialiased kernel has no reduced-precision implementation on
+        # CPU; resample in float32 and cast back.
+        y = F.interpolate(
+            x.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True
+        )
+        return y.to(x.dtype)
     return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=down)
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
-from dejavu.conditioning import Conditioning
+from dejavu.conditioning import Conditioning, resize_conditioning
 from dejavu.crm import ForwardCRM, RecursiveCRM
 from dejavu.losses import RegenerationLoss
 from dejavu.redaction import Redaction, create_redaction
@@ -185,7 +185,9 @@ class DejaVu(nn.Module):
             return crm
         kinds = {"forward": ForwardCRM, "recursive": RecursiveCRM}
         if crm not in kinds:
-            raise ValueError(f"unknown crm {crm!r}; allowed: 'forward', 'recursive', a module, None")
+            raise ValueError(
+                f"unknown crm {crm!r}; allowed: 'forward', 'recursive', a module, None"
+            )
         kwargs = dict(crm_kwargs or {})
         heads = getattr(self.base, "heads", None)
         if cond_channels is None:
@@ -295,9 +297,7 @@ class DejaVu(nn.Module):
                 text = self.text_supervision(regenerated, batch[self.text_target_key])
 
         if sa_regenerated is not None:
-            sa_target = F.interpolate(
-                image, size=sa_regenerated.shape[-2:], mode="bilinear", antialias=True
-            )
+            sa_target = resize_conditioning(image, tuple(sa_regenerated.shape[-2:]))
             sa = self.regen_loss(sa_regenerated, sa_target, keep=redacted.keep)
 
         w_regen = self.current_regen_weight(step)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
+from dejavu.conditioning import resize_conditioning
 
 __all__ = ["TextSupervision", "build_prompt", "present_class_names", "text_supervision_loss"]
 
@@ -368,10 +369,7 @@ class TextSupervision(nn.Module):
         """Unit-norm CLIP embeddings ``B x D`` of ``B x 3 x H x W`` images normalised with
         ``image_mean``/``image_std`` (differentiable w.r.t. the image)."""
         x = image * self._scale.to(image.dtype) + self._shift.to(image.dtype)
-        if tuple(x.shape[-2:]) != self.clip_size:
-            x = F.interpolate(
-                x, size=self.clip_size, mode="bilinear", align_corners=False, antialias=True
-            )
+        x = resize_conditioning(x, self.clip_size)
         dtype = _param_dtype(self._clip, x.dtype)
         return self._clip.encode_image(x.to(dtype), normalize=True)
 
