@@ -24,6 +24,9 @@ def cached_constant(fn: Callable[..., _T]) -> Callable[..., _T]:
     cached = lru_cache(maxsize=256)(fn)
 
     def wrapper(*args: object) -> _T:
+        if torch.compiler.is_compiling():
+            # Traced once into the graph as constants; the cache would only hold fakes.
+            return fn(*args)
         with torch.inference_mode(False), torch.no_grad():
             return cached(*args)
 

@@ -1,0 +1,291 @@
+"""Spectral redaction: radius, masks against scipy/numpy references, properties, dtypes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dejavu.redaction import (
+    BandpassRedaction,
+    BandstopRedaction,
+    HighpassRedaction,
+    LowpassRedaction,
+    SpectralRedaction,
+    dct2,
+    spectral_radius,
+    spectral_redaction,
+)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+BASES = ["dct", "fft"]
+SHAPES = [(1, 1), (1, 9), (8, 1), (7, 5), (16, 24), (17, 12)]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _rho_np(h: int, w: int, basis: str) -> np.ndarray:
+    """The documented radius, built with numpy."""
+    u = np.arange(h)[:, None].astype(float)
+    v = np.arange(w)[None, :].astype(float)
+    if basis == "dct":
+        fu, fv = u / h, v / w
+    else:
+        fu, fv = np.minimum(u, h - u) / (h / 2), np.minimum(v, w - v) / (w / 2)
+    return np.sqrt(fu**2 + fv**2) / np.sqrt(2)
+
+
+def _keep_np(rho: np.ndarray, mode: str, a: float, b: float, keep_dc: bool) -> np.ndarray:
+    """The documented keep rule: band [a, b), an upper edge >= 1 has no limit."""
+    band = (rho >= a) & ((rho < b) | (b >= 1))
+    keep = band if mode in ("lowpass", "bandpass") else ~band
+    if keep_dc and mode in ("highpass", "bandpass"):
+        keep[0, 0] = True
+    return keep.astype(float)
+
+
+def _reference(x: np.ndarray, mode: str, a: float, b: float, basis: str, keep_dc: bool = True):
+    h, w = x.shape[-2:]
+    keep = _keep_np(_rho_np(h, w, basis), mode, a, b, keep_dc)
+    if basis == "dct":
+        c = scipy.fft.dctn(x, axes=(-2, -1), norm="ortho")
+        return scipy.fft.idctn(c * keep, axes=(-2, -1), norm="ortho")
+    y = np.fft.ifft2(np.fft.fft2(x, axes=(-2, -1)) * keep, axes=(-2, -1))
+    assert np.abs(y.imag).max() < 1e-9  # the symmetric mask keeps the result real
+    return y.real
+
+
+def _run(x: torch.Tensor, mode: str, a: float, b: float, **kw) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    edges = {"cutoff": b} if mode in ("lowpass", "highpass") else {"band": (a, b)}
+    return spectral_redaction(x, mode, **edges, **kw).image
+
+
+def test_radius_definitions() -> None:
+    rho = spectral_radius(4, 8)
+    assert rho.shape == (4, 8) and rho.dtype == torch.float64
+    assert rho[0, 0] == 0
+    assert rho[2, 0].item() == pytest.approx(0.5 / math.sqrt(2))  # u/H = 1/2
+    assert rho[3, 7].item() == pytest.approx(math.sqrt((3 / 4) ** 2 + (7 / 8) ** 2) / math.sqrt(2))
+    assert rho.max() < 1  # the DCT never reaches Nyquist
+    fft = spectral_radius(4, 8, basis="fft", dtype=torch.float32)
+    assert fft.dtype == torch.float32
+    assert fft[2, 4].item() == pytest.approx(1.0)  # Nyquist corner
+    assert torch.equal(fft[1], fft[3]) and torch.equal(fft[:, 1], fft[:, 7])  # |frequency|
+    np.testing.assert_allclose(spectral_radius(5, 7, basis="fft").numpy(), _rho_np(5, 7, "fft"))
+    assert spectral_radius(3, 3, device="cpu").device.type == "cpu"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(
+    ("mode", "a", "b"),
+    [
+        ("lowpass", 0.0, 0.25),
+        ("lowpass", 0.0, 0.0),
+        ("highpass", 0.0, 0.05),
+        ("highpass", 0.0, 1.0),
+        ("bandpass", 0.05, 0.25),
+        ("bandpass", 0.0, 0.4),
+        ("bandstop", 0.05, 0.25),
+        ("bandstop", 0.3, 1.0),
+    ],
+)
+def test_matches_numpy_reference(
+    mode: str, a: float, b: float, shape: tuple[int, int], basis: str, device: str
+) -> None:
+    x = torch.randn(2, 3, *shape, dtype=torch.float64, generator=_gen(0))
+    out = _run(x.to(device), mode, a, b, basis=basis)
+    assert out.device.type == device and out.dtype == torch.float64
+    expected = _reference(x.numpy(), mode, a, b, basis)
+    np.testing.assert_allclose(out.cpu().numpy(), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_float32_matches_reference(basis: str) -> None:
+    x = torch.randn(2, 3, 16, 24, generator=_gen(1))
+    out = _run(x, "bandstop", 0.05, 0.25, basis=basis)
+    assert out.dtype == torch.float32
+    expected = _reference(x.double().numpy(), "bandstop", 0.05, 0.25, basis)
+    np.testing.assert_allclose(out.double().numpy(), expected, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 24),
+    w=st.integers(1, 24),
+    a=st.floats(0.0, 1.0),
+    b=st.floats(0.0, 1.0),
+    basis=st.sampled_from(BASES),
+)
+def test_identities(h: int, w: int, a: float, b: float, basis: str) -> None:
+    a, b = min(a, b), max(a, b)
+    x = torch.randn(2, 3, h, w, dtype=torch.float64)
+    close = dict(rtol=0, atol=1e-10)
+    # Low-pass with cut-off 1 and band-stop with an empty band change nothing.
+    torch.testing.assert_close(_run(x, "lowpass", 0, 1.0, basis=basis), x, **close)
+    torch.testing.assert_close(_run(x, "bandstop", a, a, basis=basis), x, **close)
+    # Complementary pairs add up to the image exactly (DC counted once).
+    stop = _run(x, "bandstop", a, b, basis=basis)
+    torch.testing.assert_close(
+        _run(x, "bandpass", a, b, basis=basis, keep_dc=False) + stop, x, **close
+    )
+    low = _run(x, "lowpass", 0, b, basis=basis)
+    torch.testing.assert_close(
+        _run(x, "highpass", 0, b, basis=basis, keep_dc=False) + low, x, **close
+    )
+    # With the default keep_dc the DC term is in both unless the band removes it.
+    dc = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    both = _run(x, "bandpass", a, b, basis=basis) + stop
+    torch.testing.assert_close(both, x + dc if not (a == 0 < b) else x, **close)
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_dc_rules(basis: str) -> None:
+    x = torch.randn(2, 3, 12, 10, dtype=torch.float64) + 2.0
+    mean = x.mean(dim=(2, 3))
+    for mode, edges in [("highpass", 0.1), ("bandpass", (0.1, 0.3)), ("bandstop", (0.1, 0.3))]:
+        kw = {"cutoff": edges} if mode == "highpass" else {"band": edges}
+        out = spectral_redaction(x, mode, basis=basis, **kw).image
+        torch.testing.assert_close(out.mean(dim=(2, 3)), mean)  # DC (the mean) kept
+    for mode, kw in [("highpass", {"cutoff": 0.1}), ("bandpass", {"band": (0.1, 0.3)})]:
+        out = spectral_redaction(x, mode, basis=basis, keep_dc=False, **kw).image
+        torch.testing.assert_close(out.mean(dim=(2, 3)), torch.zeros_like(mean))
+    out = spectral_redaction(x, "bandstop", band=(0.0, 0.3), basis=basis).image
+    torch.testing.assert_close(out.mean(dim=(2, 3)), torch.zeros_like(mean))  # DC in the band
+    out = spectral_redaction(x, "highpass", cutoff=1.0, basis=basis).image
+    torch.testing.assert_close(out, mean[..., None, None].expand_as(x))  # only the mean left
+
+
+@pytest.mark.parametrize("cutoff", [0.1, 0.25, 0.5])
+def test_lowpass_removes_high_frequency_energy(cutoff: float) -> None:
+    x = torch.randn(2, 3, 32, 48, generator=_gen(2))
+    y = spectral_redaction(x, "lowpass", cutoff=cutoff).image
+    cx, cy = dct2(x), dct2(y)
+    high = spectral_radius(32, 48).float() >= cutoff
+    assert cy[..., high].abs().max() < 1e-4
+    torch.testing.assert_close(cy[..., ~high], cx[..., ~high], rtol=1e-4, atol=1e-4)
+    # White noise has flat spectrum: the kept energy fraction is the kept coefficient fraction.
+    kept = y.pow(2).sum() / x.pow(2).sum()
+    assert kept.item() == pytest.approx((~high).float().mean().item(), abs=0.03)
+
+
+def test_per_sample_cutoffs_are_drawn_in_range() -> None:
+    x = torch.randn(16, 1, 24, 24, dtype=torch.float64, generator=_gen(3))
+    y = spectral_redaction(x, "lowpass", cutoff=(0.1, 0.4), generator=_gen(4)).image
+    rho = spectral_radius(24, 24)
+    cuts = []
+    for cx, cy in zip(dct2(x)[:, 0], dct2(y)[:, 0], strict=True):
+        kept = (cy - cx).abs() < 1e-9
+        removed = cy.abs() < 1e-9
+        assert (kept | removed).all()
+        # A single radius separates kept from removed coefficients.
+        assert rho[kept].max() < rho[removed & ~kept].min()
+        cuts.append(rho[removed & ~kept].min().item())
+    assert min(cuts) >= 0.1 and max(cuts) <= 0.4 + 0.05
+    assert len(set(cuts)) >= 6  # the cut-off varies across samples
+    again = spectral_redaction(x, "lowpass", cutoff=(0.1, 0.4), generator=_gen(4)).image
+    torch.testing.assert_close(again, y, rtol=0, atol=0)
+    other = spectral_redaction(x, "lowpass", cutoff=(0.1, 0.4), generator=_gen(5)).image
+    assert not torch.equal(other, y)
+
+
+def test_per_sample_band_edges() -> None:
+    x = torch.randn(8, 2, 20, 20, dtype=torch.float64)
+    band = ((0.0, 0.1), (0.2, 0.3))
+    y = spectral_redaction(x, "bandstop", band=band, generator=_gen(0)).image
+    z = spectral_redaction(x, "bandstop", band=[[0.0, 0.1], [0.2, 0.3]], generator=_gen(0)).image
+    torch.testing.assert_close(y, z, rtol=0, atol=0)  # lists (from YAML) work too
+    # Each sample removes [a, b) with a in [0, 0.1] and b in [0.2, 0.3]: whatever the draw,
+    # rho >= 0.3 is kept and 0.1 <= rho < 0.2 is removed.
+    rho = spectral_radius(20, 20)
+    cx, cy = dct2(x), dct2(y)
+    torch.testing.assert_close(cy[..., rho >= 0.3], cx[..., rho >= 0.3])
+    band_part = (rho >= 0.1) & (rho < 0.2)
+    assert cy[..., band_part].abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_computed_in_float32_under_autocast(basis: str) -> None:
+    x = torch.randn(2, 3, 16, 24, generator=_gen(6))
+    ref = spectral_redaction(x, "bandpass", basis=basis).image
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = spectral_redaction(x, "bandpass", basis=basis).image
+        half = spectral_redaction(x.bfloat16(), "bandpass", basis=basis).image
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    # bfloat16 input: computed in float32 from the same values, then cast once.
+    assert half.dtype == torch.bfloat16
+    expected = spectral_redaction(x.bfloat16().float(), "bandpass", basis=basis).image
+    torch.testing.assert_close(half, expected.bfloat16(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("mode", ["lowpass", "bandstop"])
+def test_gradcheck(mode: str, basis: str) -> None:
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: spectral_redaction(t, mode, basis=basis).image, (x,))
+
+
+def test_modules() -> None:
+    x = torch.randn(2, 3, 16, 16)
+    assert LowpassRedaction().cutoff == 0.25 and HighpassRedaction().cutoff == 0.05
+    assert BandpassRedaction().band == (0.05, 0.25) and BandstopRedaction().band == (0.05, 0.25)
+    modules = [
+        LowpassRedaction(0.3),
+        HighpassRedaction(0.1),
+        BandpassRedaction(),
+        BandstopRedaction(),
+    ]
+    assert [m.name for m in modules] == ["lowpass", "highpass", "bandpass", "bandstop"]
+    for m in modules:
+        out = m(x)
+        assert out.keep is None
+        generic = SpectralRedaction(m.name, cutoff=m.cutoff, band=m.band)(x)
+        torch.testing.assert_close(out.image, generic.image, rtol=0, atol=0)
+    fft = LowpassRedaction(0.3, basis="fft")(x).image
+    torch.testing.assert_close(fft, _run(x, "lowpass", 0, 0.3, basis="fft"))
+    assert "cutoff=0.3" in repr(modules[0]) and "band=(0.05, 0.25)" in repr(modules[2])
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda x: spectral_redaction(x, "lowpass", cutoff=-0.1),
+            r"cutoff must be in \[0.0, 1.0\]",
+        ),
+        (lambda x: spectral_redaction(x, "highpass", cutoff=1.5), "cutoff must be in"),
+        (lambda x: spectral_redaction(x, "lowpass", cutoff=(0.3, 0.1)), "low <= high"),
+        (lambda x: spectral_redaction(x, "bandpass", band=(0.3, 0.1)), "low edge <= high edge"),
+        (
+            lambda x: spectral_redaction(x, "bandstop", band=((0.1, 0.3), (0.2, 0.4))),
+            "low edge <= high edge",
+        ),
+        (lambda x: spectral_redaction(x, "bandstop", band=(0.1, 1.2)), "band high edge must be in"),
+        (lambda x: spectral_redaction(x, "bandstop", band=0.1), r"band must be a \(low, high\)"),
+        (lambda x: spectral_redaction(x, "bandstop", band=(0.1, 0.2, 0.3)), "band must be a"),
+        (lambda x: spectral_redaction(x, "bandpass", cutoff=0.2), "cutoff is not used"),
+        (lambda x: spectral_redaction(x, "lowpass", band=(0.1, 0.2)), "band is not used"),
+        (lambda x: spectral_redaction(x, "notch"), "unknown mode 'notch'; allowed: 'lowpass'"),
+        (lambda x: spectral_redaction(x, "lowpass", basis="wavelet"), "unknown basis"),
+        (lambda x: spectral_redaction(x, "highpass", keep_dc=1), "keep_dc must be True or False"),
+        (lambda x: spectral_redaction(x[0], "lowpass"), "4-D"),
+        (lambda x: spectral_redaction(x.int(), "lowpass"), "floating-point"),
+        (lambda x: LowpassRedaction(cutoff=2), "cutoff must be in"),
+        (lambda x: BandstopRedaction(band=(0.5, 0.1)), "low edge <= high edge"),
+        (lambda x: SpectralRedaction("bandpass", cutoff=0.1), "cutoff is not used"),
+        (lambda x: spectral_radius(0, 4), "h must be a positive integer"),
+        (lambda x: spectral_radius(4, 4, basis="dft"), "unknown basis"),
+    ],
+)
+def test_bad_input(call, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        call(torch.randn(2, 3, 8, 8))
