@@ -1,0 +1,400 @@
+"""The ``dejavu`` command line: train, evaluate, compare, export, visualise.
+
+Every sub-command is a thin layer over a library function (``run_fit``,
+``run_compare``, ``export_checkpoint``, ...), so anything the CLI does can be
+done from Python too. Errors the library raises for bad input
+(``ValueError``, ``FileNotFoundError``) are printed as ``dejavu: error: ...``
+with exit code 2, as argparse does for bad arguments; ``--debug`` shows the
+traceback instead.
+
+Example:
+    >>> main(["redactions"])  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import dejavu
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _console() -> Console:
+    # Built per call so that output follows sys.stdout when tests capture it.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def _error(message: str) -> None:
+    print(f"dejavu: error: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------- parser
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="experiment config (YAML), e.g. configs/scenes/...")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``dejavu`` argument parser (one sub-parser per command)."""
+    parser = argparse.ArgumentParser(
+        prog="dejavu",
+        description=(
+            "DejaVu: conditional regenerative learning for dense prediction. "
+            "Train with `fit`, measure the effect with `compare`, try it with `demo`."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"dejavu {dejavu.__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback when a command fails"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("fit", help="train a model from a config", description="Train a model.")
+    _add_config_args(p)
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CKPT",
+        help="resume from CKPT, or from the run's last checkpoint when CKPT is omitted",
+    )
+    p.add_argument("--output-dir", type=Path, help="where the run is written (config output_dir)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_cmd_fit)
+
+    for name, helptext in (
+        ("validate", "evaluate a checkpoint on the validation split"),
+        ("test", "evaluate a checkpoint on the test split"),
+    ):
+        p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:])
+        _add_config_args(p)
+        p.add_argument("--ckpt", type=Path, required=True, help="checkpoint to evaluate")
+        p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+        p.set_defaults(handler=_cmd_evaluate, split=name)
+
+    p = sub.add_parser(
+        "predict",
+        help="write predictions for images",
+        description="Predict images (default: the validation split) and write PNGs.",
+    )
+    _add_config_args(p)
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint to predict with")
+    p.add_argument(
+        "--input", nargs="+", type=Path, default=None, metavar="PATH", help="image files"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser(
+        "compare",
+        help="train baseline and DejaVu over several seeds and compare",
+        description=(
+            "Train the baseline (dejavu.enabled=false) and the DejaVu variant with the same "
+            "schedule and seeds; report every final validation metric as mean +- std, "
+            "per-seed values, and the inference cost of both models. Writes compare.md and "
+            "compare.json."
+        ),
+    )
+    _add_config_args(p)
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
+    p.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds")
+    p.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=None,
+        metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
+        help=(
+            "a named override set to compare (repeatable); the default is "
+            "baseline:dejavu.enabled=false and dejavu:dejavu.enabled=true"
+        ),
+    )
+    p.add_argument("--out", type=Path, default=None, help="output directory")
+    p.set_defaults(handler=_cmd_compare)
+
+    p = sub.add_parser(
+        "redact",
+        help="figure of an image and its redactions",
+        description="Write a figure: the input beside each redaction of it.",
+    )
+    p.add_argument("image", type=Path, help="input image (PNG, JPEG, ...)")
+    p.add_argument(
+        "--mode",
+        dest="modes",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="NAME",
+        help="redactions to show (default: lowpass bandstop random checkerboard blocks)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="output PNG (default: <image>_redact.png)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random redactions")
+    p.add_argument(
+        "--set-param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="redaction parameter for every mode that takes it, e.g. --set-param cutoff=0.2",
+    )
+    p.add_argument("--max-size", type=int, default=512, help="longest side the image is cut to")
+    p.set_defaults(handler=_cmd_redact)
+
+    p = sub.add_parser(
+        "export",
+        help="export the inference network and verify it",
+        description=(
+            "Export the base network alone (no regeneration parts) and check that the "
+            "exported file gives the PyTorch outputs (max abs diff <= --atol)."
+        ),
+    )
+    p.add_argument("checkpoint", type=Path, help="training checkpoint")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    p.add_argument("--out", type=Path, default=None, help="output file")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    p.add_argument("--atol", type=float, default=1e-4, help="allowed max abs difference")
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser(
+        "demo",
+        help="baseline vs DejaVu on the embedded scenes (a few minutes on a CPU)",
+        description=(
+            "Train baseline and DejaVu on the embedded procedural scenes for segmentation, "
+            "depth and normals; print the comparison and write panels. Demo-scale numbers "
+            "show the pipeline works; they are not evidence for or against the method."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
+    p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for tests")
+    p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("models", help="list the available base networks")
+    p.set_defaults(handler=_cmd_models)
+    p = sub.add_parser("redactions", help="list the available redactions")
+    p.set_defaults(handler=_cmd_redactions)
+    return parser
+
+
+# ------------------------------------------------------------------- helpers
+def _load_config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
+    from dejavu.toolkit.config import load_config
+
+    return load_config(args.config, [*args.overrides, *extra])
+
+
+def _metrics_table(title: str, metrics: Mapping[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def _write_json(path: Path, data: Any) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ------------------------------------------------------------------ commands
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.training import run_fit
+
+    extra = [f"output_dir={args.output_dir}"] if args.output_dir is not None else []
+    cfg = _load_config(args, extra)
+    resume: bool | str = args.resume if args.resume is True else False
+    if isinstance(args.resume, str):
+        ckpt = Path(args.resume)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--resume checkpoint not found: {ckpt}")
+        resume = str(ckpt)
+    result = run_fit(cfg, resume=resume, enable_progress_bar=False if args.no_progress else None)
+    console = _console()
+    console.print(_metrics_table("final validation metrics", result.metrics))
+    console.print(f"run directory:   {result.run_dir}")
+    console.print(f"last checkpoint: {result.last_checkpoint}")
+    if result.best_checkpoint is not None:
+        console.print(f"best checkpoint: {result.best_checkpoint}")
+    console.print(f"training time:   {result.train_time_s:.1f} s")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.training import run_test, run_validate
+
+    if not args.ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+    cfg = _load_config(args)
+    fn = run_validate if args.split == "validate" else run_test
+    metrics = fn(cfg, args.ckpt)
+    _console().print(_metrics_table(f"{args.split}: {args.ckpt}", metrics))
+    if args.json is not None:
+        _write_json(args.json, metrics)
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.training import run_predict
+
+    if not args.ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+    for path in args.input or []:
+        if not path.exists():
+            raise FileNotFoundError(f"input not found: {path}")
+    cfg = _load_config(args)
+    written = run_predict(cfg, args.ckpt, args.input, args.out)
+    _console().print(f"wrote {len(written)} file(s) to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.compare import (
+        compare_table,
+        default_variants,
+        parse_variant,
+        resolve_seeds,
+        run_compare,
+    )
+
+    seeds = resolve_seeds(args.seeds, args.seed_list)
+    variants = (
+        dict(parse_variant(v) for v in args.variants) if args.variants else default_variants()
+    )
+    console = _console()
+    report = run_compare(
+        args.config,
+        seeds=seeds,
+        overrides=args.overrides,
+        variants=variants,
+        out_dir=args.out,
+        log=console.print,
+    )
+    console.print(compare_table(report))
+    console.print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
+    return EXIT_OK
+
+
+def _cmd_redact(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.redact_figure import DEFAULT_MODES, parse_params, save_redaction_figure
+
+    out = args.out or args.image.with_name(args.image.stem + "_redact.png")
+    path = save_redaction_figure(
+        args.image,
+        out,
+        modes=args.modes or DEFAULT_MODES,
+        seed=args.seed,
+        params=parse_params(args.params),
+        max_size=args.max_size,
+    )
+    _console().print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.export import export_checkpoint
+
+    result = export_checkpoint(
+        args.checkpoint, args.format, args.out, input_size=args.input_size, atol=args.atol
+    )
+    table = Table(
+        title=f"{result.format} export ({result.exporter}), input 1x3x"
+        f"{result.input_size[0]}x{result.input_size[1]}"
+    )
+    table.add_column("output")
+    table.add_column("max abs diff vs PyTorch", justify="right")
+    for key, diff in result.diffs.items():
+        table.add_row(key, f"{diff:.3e}")
+    console = _console()
+    console.print(table)
+    console.print(f"wrote {result.path}")
+    if not result.ok:
+        _error(
+            f"exported model differs from PyTorch by {result.max_abs_diff:.3e} "
+            f"(> atol {result.atol:.1e})"
+        )
+        return EXIT_FAILED
+    console.print(f"verified: max abs diff {result.max_abs_diff:.3e} <= {result.atol:.1e}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, console=_console())
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.models import list_models
+
+    for name in list_models():
+        print(name)
+    return EXIT_OK
+
+
+def _cmd_redactions(args: argparse.Namespace) -> int:
+    from dejavu.redaction import REDACTION_NAMES
+
+    for name in REDACTION_NAMES:
+        print(name)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dejavu`` command line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 1 when a command ran but its check
+        failed (e.g. an export that does not match), 2 for bad input.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argparse's own usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
