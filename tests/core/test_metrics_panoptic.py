@@ -383,3 +383,27 @@ def test_bad_inputs_raise() -> None:
         PanopticQuality([{"id": 255, "isthing": 1}])
     with pytest.raises(ValueError, match="'isthing'"):
         PanopticQuality([{"id": 1}])
+
+
+def test_huge_instance_ids_give_the_same_result() -> None:
+    # Ids near 2**62 would overflow the int64 segment key; they must be renumbered, with
+    # instance 0 (crowd in the target) kept apart.
+    target = strip([(3, PERSON, 0), (3, PERSON, 5), (2, PERSON, 2**62), (4, SKY, 0)])
+    pred = strip([(3, PERSON, 2**62 - 1), (3, PERSON, 2**62), (2, PERSON, 0), (4, SKY, 0)])
+    small_t = strip([(3, PERSON, 0), (3, PERSON, 5), (2, PERSON, 6), (4, SKY, 0)])
+    small_p = strip([(3, PERSON, 7), (3, PERSON, 8), (2, PERSON, 0), (4, SKY, 0)])
+    # person: crowd 0..2 covered by pred 2**62 - 1 (ignored), 3..5 and 6..7 matched exactly.
+    stats = panoptic_stats(pred, target, CATEGORIES)
+    assert stats.tp.tolist() == [2, 0, 1, 0] and stats.fp.sum() == 0 and stats.fn.sum() == 0
+    small = panoptic_stats(small_p, small_t, CATEGORIES)
+    assert all(torch.equal(a, b) for a, b in zip(stats, small, strict=True))
+
+
+def test_huge_instance_ids_do_not_merge_segments_across_images() -> None:
+    # With instance ids up to 2**62 an int64 key (image, category, instance) would wrap
+    # around: person #1 of image 1 would collide with person #5 of image 0.
+    target = torch.cat(
+        [strip([(3, PERSON, 5), (1, PERSON, 2**62), (2, SKY, 0)]), strip([(6, PERSON, 1)])]
+    )
+    stats = panoptic_stats(target, target, CATEGORIES)
+    assert stats.tp.tolist() == [3, 0, 1, 0] and stats.fp.sum() == 0 and stats.fn.sum() == 0

@@ -138,6 +138,12 @@ def _segments(
     i = torch.where(isthing[ci], i, 0)  # stuff: one segment per category and image
     b = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1).expand_as(cat)[valid]
     span = int(i.max()) + 1 if i.numel() else 1
+    if x.shape[0] * num_cats * span >= 2**62:
+        # Huge instance ids would overflow the int64 key: renumber them (order
+        # kept, so instance 0, the crowd marker, stays 0).
+        uniq_i, i = torch.unique(i, return_inverse=True)
+        i = i + (uniq_i[0] != 0).long()
+        span = int(i.max()) + 1
     key = (b * num_cats + ci) * span + i
     uniq, inverse, area = torch.unique(key, return_inverse=True, return_counts=True)
     index = torch.full_like(cat, -1)

@@ -107,7 +107,7 @@ def confusion_matrix(
         if bool(bad.any()):
             offending = torch.unique(values[bad])[:10].tolist()
             allowed = f"[0, {num_classes - 1}]"
-            if ignore_index is not None:
+            if name == "target" and ignore_index is not None:
                 allowed += f" or ignore_index={ignore_index}"
             raise ValueError(
                 f"{name} holds labels outside the allowed range {allowed}: {offending}"
