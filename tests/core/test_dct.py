@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import torch
 
-from dejavu.redaction import dct, dct2, dct2_filter, idct, idct2
+from dejavu.redaction.dct import dct, dct2, dct2_filter, dct2_filter_plan, idct, idct2
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPES_2D = [(1, 1), (1, 7), (6, 1), (2, 2), (5, 7), (8, 6), (9, 16), (17, 12)]
@@ -110,6 +110,24 @@ def test_dct2_filter_float32_and_gradcheck() -> None:
     x64 = torch.randn(2, 1, 5, 6, dtype=torch.float64, requires_grad=True)
     m64 = (torch.rand(5, 6) < 0.5).double()
     assert torch.autograd.gradcheck(lambda t: dct2_filter(t, m64), (x64,))
+
+
+def test_dct2_filter_plan_reuse_and_mask_gradient() -> None:
+    x = torch.randn(2, 3, 10, 14, dtype=torch.float64)
+    u = torch.arange(10, dtype=torch.float64)[:, None] / 10
+    v = torch.arange(14, dtype=torch.float64)[None, :] / 14
+    rho = ((u**2 + v**2) / 2).sqrt()
+    # Zero outside the box (low-pass), one outside (high-pass), arbitrary (random).
+    for mask in [(rho < 0.2).double(), (rho >= 0.1).double(), torch.rand(10, 14).double()]:
+        plan = dct2_filter_plan(mask)
+        torch.testing.assert_close(dct2_filter(x, plan), idct2(dct2(x) * mask))
+        torch.testing.assert_close(dct2_filter(x, plan), dct2_filter(x, plan))  # reusable
+    assert dct2_filter_plan((rho < 0.2).double()).outside == "zero"
+    assert dct2_filter_plan((rho >= 0.1).double()).outside == "keep"
+    # A soft mask that requires grad gets its gradient (the out-of-place path).
+    soft = torch.rand(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
+    xs = torch.randn(2, 1, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dct2_filter, (xs, soft))
 
 
 def test_half_precision_is_computed_in_float32() -> None:

@@ -12,7 +12,15 @@ Example:
 from __future__ import annotations
 
 from dejavu.redaction.compose import ChoiceRedaction, IdentityRedaction, choice_redaction
-from dejavu.redaction.dct import dct, dct2, dct2_filter, idct, idct2
+from dejavu.redaction.dct import (
+    DCT2FilterPlan,
+    dct,
+    dct2,
+    dct2_filter,
+    dct2_filter_plan,
+    idct,
+    idct2,
+)
 from dejavu.redaction.factory import REDACTION_NAMES, create_redaction
 from dejavu.redaction.spatial import (
     BlocksRedaction,
@@ -48,6 +56,7 @@ __all__ = [
     "BlocksRedaction",
     "CheckerboardRedaction",
     "ChoiceRedaction",
+    "DCT2FilterPlan",
     "HighpassRedaction",
     "IdentityRedaction",
     "LowpassRedaction",
@@ -62,6 +71,7 @@ __all__ = [
     "dct",
     "dct2",
     "dct2_filter",
+    "dct2_filter_plan",
     "idct",
     "idct2",
     "random_redaction",

@@ -14,25 +14,32 @@ __all__ = ["cached_constant", "compute_dtype", "no_autocast"]
 _T = TypeVar("_T")
 
 
-def cached_constant(fn: Callable[..., _T]) -> Callable[..., _T]:
+def cached_constant(
+    fn: Callable[..., _T] | None = None, *, maxsize: int = 256
+) -> Callable[..., _T] | Callable[[Callable[..., _T]], Callable[..., _T]]:
     """Cache small index/twiddle tensors per (size, device, dtype) arguments.
 
-    They are built outside inference mode and without grad so that a tensor
+    Use as ``@cached_constant`` or ``@cached_constant(maxsize=16)``. The
+    tensors are built outside inference mode and without grad so that one
     first made under ``torch.inference_mode()`` can still be saved for
     backward in a later training step.
     """
-    cached = lru_cache(maxsize=256)(fn)
 
-    def wrapper(*args: object) -> _T:
-        if torch.compiler.is_compiling():
-            # Traced once into the graph as constants; the cache would only hold fakes.
-            return fn(*args)
-        with torch.inference_mode(False), torch.no_grad():
-            return cached(*args)
+    def decorate(f: Callable[..., _T]) -> Callable[..., _T]:
+        cached = lru_cache(maxsize=maxsize)(f)
 
-    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+        def wrapper(*args: object) -> _T:
+            if torch.compiler.is_compiling():
+                # Traced once into the graph as constants; the cache would only hold fakes.
+                return f(*args)
+            with torch.inference_mode(False), torch.no_grad():
+                return cached(*args)
+
+        wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        wrapper.__doc__ = f.__doc__
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -18,6 +18,7 @@ the result is cast back to the input dtype.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from torch import Tensor
 
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
 
-__all__ = ["dct", "dct2", "dct2_filter", "idct", "idct2"]
+__all__ = ["DCT2FilterPlan", "dct", "dct2", "dct2_filter", "dct2_filter_plan", "idct", "idct2"]
 
 
 def _check_real(x: object, name: str, min_ndim: int) -> Tensor:
@@ -206,22 +207,137 @@ def idct2(x: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-def dct2_filter(x: Tensor, mask: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class DCT2FilterPlan:
+    """A DCT-domain mask prepared for :func:`dct2_filter` (build it with :func:`dct2_filter_plan`).
+
+    Holds the per-bin coefficients of the update (see :func:`dct2_filter`) so
+    that a fixed mask is analysed once and reused on every batch.
+    """
+
+    size: tuple[int, int]
+    scale: Tensor  # the mask on the rfft2 grid, ``... x H x (W // 2 + 1)``
+    outside: str  # outside the box the spectrum is kept ("keep"), zeroed ("zero") or scaled
+    rows: Tensor | None  # rows of the box (None: no bin needs the full update)
+    neg_rows: Tensor | None  # position of row -k1 within ``rows``
+    cols: int
+    alpha: Tensor | None
+    beta_c: Tensor | None
+    gamma: Tensor | None
+    delta_c: Tensor | None
+
+
+def dct2_filter_plan(mask: Tensor) -> DCT2FilterPlan:
+    """Analyse a DCT-domain mask once for repeated use with :func:`dct2_filter`.
+
+    Args:
+        mask: real tensor ``... x H x W`` (computed in float64 if it is float64,
+            float32 otherwise), on the device the filter will run on.
+
+    Returns:
+        The plan; ``dct2_filter(x, plan)`` equals ``dct2_filter(x, mask)``.
+
+    Example:
+        >>> mask = (torch.rand(16, 16) < 0.5).float()
+        >>> plan = dct2_filter_plan(mask)
+        >>> x = torch.randn(2, 3, 16, 16)
+        >>> torch.allclose(dct2_filter(x, plan), dct2_filter(x, mask))
+        True
+    """
+    _check_real(mask, "mask", 2)
+    mask = mask.to(compute_dtype(mask.dtype))
+    H, W = mask.shape[-2:]
+    Wh = W // 2 + 1
+    dev = mask.device
+    k1 = torch.arange(H, device=dev)
+    k2 = torch.arange(Wh, device=dev)
+    # An FFT bin (k1, k2) carries the DCT coefficients (k1 | H-k1, k2 | W-k2); index H (W)
+    # does not exist and reads the zero padding.
+    padded = F.pad(mask, (0, 1, 0, 1))
+    m00 = mask[..., :Wh]
+    m10 = padded[..., H - k1, :Wh]
+    m01 = padded[..., :H, W - k2]
+    m11 = padded[..., H - k1, :][..., W - k2]
+    has_row = (k1 > 0)[:, None]
+    has_col = (k2 > 0)[None, :]
+    mixed = ((m00 != m01) & has_col) | ((m00 != m10) & has_row) | ((m00 != m11) & has_row & has_col)
+    mixed = mixed.reshape(-1, H, Wh).any(0)
+    fold = torch.minimum(k1, H - k1)
+    u_max, v_max = (
+        torch.stack(
+            [torch.where(mixed.any(1), fold, -1).max(), torch.where(mixed.any(0), k2, -1).max()]
+        )
+        .cpu()
+        .tolist()
+    )
+
+    def outside(box_rows: Tensor | None, cols: int) -> str:
+        with torch.no_grad():
+            rest = m00.detach().clone()
+            if box_rows is not None:
+                rest[..., box_rows, :cols] = 1.0
+            if bool((rest == 1).all()):
+                return "keep"
+            if box_rows is not None:
+                rest[..., box_rows, :cols] = 0.0
+            return "zero" if bool((rest == 0).all()) else "scale"
+
+    if u_max < 0:
+        # The mask is constant on the four coefficients of every bin: a plain scaling.
+        return DCT2FilterPlan((H, W), m00, outside(None, 0), None, None, 0, None, None, None, None)
+
+    # Rows whose folded index is below U: [0, U) and (H - U, H), closed under k1 -> -k1.
+    U, cols = u_max + 1, v_max + 1
+    rows = k1[fold < U]
+    pos = torch.empty_like(k1)
+    pos[rows] = torch.arange(rows.numel(), device=dev)
+    neg_rows = pos[(H - rows) % H]
+
+    b00, b10, b01, b11 = (m[..., rows, :cols] for m in (m00, m10, m01, m11))
+    real = torch.float64
+    a = torch.polar(
+        torch.ones(rows.numel(), 1, dtype=real, device=dev),
+        -math.pi * rows[:, None].to(real) / (2 * H),
+    )
+    b = torch.polar(
+        torch.ones(1, cols, dtype=real, device=dev), -math.pi * k2[None, :cols].to(real) / (2 * W)
+    )
+    cdtype = torch.complex128 if mask.dtype == torch.float64 else torch.complex64
+    # q' = alpha q + beta conj(q) + gamma p + delta conj(p) (see dct2_filter); conj(beta)
+    # and conj(delta) are stored because the in-place update uses them.
+    # alpha is real; it is stored complex so that applying it needs no per-call cast.
+    alpha = ((b00 + b11 + b01 + b10) / 4).to(cdtype)
+    beta_c = ((b00 + b11 - b01 - b10) / 4 * (a * b) ** 2).to(cdtype)
+    gamma = ((b00 - b11 + b01 - b10) / 4 * a.conj() ** 2).to(cdtype)
+    delta_c = ((b00 - b11 - b01 + b10) / 4 * b**2).to(cdtype)
+    return DCT2FilterPlan(
+        (H, W), m00, outside(rows, cols), rows, neg_rows, cols, alpha, beta_c, gamma, delta_c
+    )
+
+
+def dct2_filter(x: Tensor, mask: Tensor | DCT2FilterPlan) -> Tensor:
     """Mask ``x`` in the 2-D DCT domain: ``idct2(dct2(x) * mask)``, fast.
 
     One ``rfft2`` and one ``irfft2`` of the Makhoul-reordered input do the
-    work. An FFT bin ``(k1, k2)`` carries the four DCT coefficients
-    ``(k1 | H-k1, k2 | W-k2)``; where the mask has one value over those four
-    the bin is simply scaled, and only the other bins (a box around the low
-    frequencies for radial masks) get the full real-linear update.
+    work. With ``q = V[k1, k2]``, ``p = V[-k1, k2]`` (``V`` the rfft2) and
+    twiddles ``a = exp(-i pi k1 / 2H)``, ``b = exp(-i pi k2 / 2W)``, the four
+    DCT coefficients carried by bin ``(k1, k2)`` are ``Re S / 2, -Im S / 2``
+    (columns ``k2, W-k2``) and ``-Im T / 2, -Re T / 2`` (row ``H-k1``), with
+    ``S = ab q + conj(a) b p`` and ``T = ab q - conj(a) b p``. Masking them
+    and inverting gives ``q' = alpha q + beta conj(q) + gamma p + delta conj(p)``.
+    Where the mask has one value ``m`` over the four coefficients this is
+    just ``q' = m q``; only the other bins (a box around the low frequencies
+    for radial masks) get the full update.
 
     Args:
         x: real tensor ``... x H x W``.
         mask: real tensor ``... x H x W`` (any values, not only 0/1) whose
-            leading dimensions broadcast to those of ``x``.
+            leading dimensions broadcast to those of ``x``, or a plan from
+            :func:`dct2_filter_plan` (to analyse a fixed mask only once).
 
     Returns:
-        Tensor of the shape and dtype of ``x``.
+        Tensor of the shape and dtype of ``x``. Differentiable in ``x`` (and
+        in ``mask`` when it is a tensor that requires grad).
 
     Example:
         >>> x = torch.randn(2, 3, 8, 10)
@@ -231,105 +347,69 @@ def dct2_filter(x: Tensor, mask: Tensor) -> Tensor:
         True
     """
     _check_real(x, "x", 2)
-    _check_real(mask, "mask", 2)
     H, W = x.shape[-2:]
-    if mask.shape[-2:] != (H, W):
+    if isinstance(mask, DCT2FilterPlan):
+        plan, shape = mask, (*mask.scale.shape[:-1], mask.size[1])
+    else:
+        _check_real(mask, "mask", 2)
+        plan, shape = None, tuple(mask.shape)
+    if tuple(shape[-2:]) != (H, W):
         raise ValueError(
-            f"mask must end in the spatial size of x ({H} x {W}), got shape {tuple(mask.shape)}"
+            f"mask must end in the spatial size of x ({H} x {W}), got shape {tuple(shape)}"
         )
     try:
-        lead = torch.broadcast_shapes(mask.shape[:-2], x.shape[:-2])
+        lead = torch.broadcast_shapes(shape[:-2], x.shape[:-2])
     except RuntimeError:
         lead = None
     if lead != x.shape[:-2]:
         raise ValueError(
-            f"mask leading dims {tuple(mask.shape[:-2])} must broadcast to those of x "
+            f"mask leading dims {tuple(shape[:-2])} must broadcast to those of x "
             f"{tuple(x.shape[:-2])}"
         )
     cd = compute_dtype(x.dtype)
     with no_autocast(x.device):
+        if plan is None:
+            plan = dct2_filter_plan(mask.to(device=x.device, dtype=cd))  # type: ignore[union-attr]
         flat, inv = _reorder2(H, W, x.device)
         rows = x.to(cd).reshape(-1, H * W)
         v = torch.gather(rows, 1, flat.expand(rows.shape[0], -1)).view(x.shape)
-        spec = _filter_spectrum(torch.fft.rfft2(v), mask.to(device=x.device, dtype=cd))
+        spec = _apply_plan(torch.fft.rfft2(v), plan)
         y = torch.fft.irfft2(spec, s=(H, W)).reshape(-1, H * W)
         out = torch.gather(y, 1, inv.expand(y.shape[0], -1)).view(x.shape)
     return out.to(x.dtype)
 
 
-def _filter_spectrum(spec: Tensor, mask: Tensor) -> Tensor:
-    """Map the rfft2 ``spec`` of the reordered input to that of the filtered output.
-
-    With ``q = spec[k1, k2]``, ``p = spec[-k1, k2]`` and twiddles
-    ``a = exp(-i pi k1 / 2H)``, ``b = exp(-i pi k2 / 2W)``, the four DCT
-    coefficients of bin ``(k1, k2)`` are ``Re S / 2, -Im S / 2`` (columns
-    ``k2, W-k2``) and ``-Im T / 2, -Re T / 2`` (row ``H-k1``) with
-    ``S = ab q + conj(a) b p`` and ``T = ab q - conj(a) b p``. Masking them
-    with ``m00, m01, m10, m11`` and inverting gives
-    ``q' = alpha q + beta conj(q) + gamma p + delta conj(p)``, the
-    coefficients below. Masks at the non-existent index ``H`` (or ``W``) are
-    zero, which makes the same formula exact on row and column 0.
-    """
-    H = spec.shape[-2]
-    Wh = spec.shape[-1]
-    W = mask.shape[-1]
-    dev = spec.device
-    k1 = torch.arange(H, device=dev)
-    k2 = torch.arange(Wh, device=dev)
-    padded = F.pad(mask, (0, 1, 0, 1))
-    m00 = mask[..., :Wh]
-    m10 = padded[..., H - k1, :Wh]
-    m01 = padded[..., :H, W - k2]
-    m11 = padded[..., H - k1, :][..., W - k2]
-
-    has_row = (k1 > 0)[:, None]
-    has_col = (k2 > 0)[None, :]
-    mixed = ((m00 != m01) & has_col) | ((m00 != m10) & has_row) | ((m00 != m11) & has_row & has_col)
-    mixed = mixed.reshape(-1, H, Wh).any(0)
-    fold = torch.minimum(k1, H - k1)
-    u_max, v_max = (
-        torch.stack(
-            [
-                torch.where(mixed.any(1), fold, -1).max(),
-                torch.where(mixed.any(0), k2, -1).max(),
-            ]
+def _apply_plan(spec: Tensor, plan: DCT2FilterPlan) -> Tensor:
+    """Map the rfft2 of the reordered input to that of the filtered output."""
+    dev, cdtype = spec.device, spec.dtype
+    real = spec.real.dtype
+    scale = plan.scale.to(device=dev, dtype=real)
+    grad_mask = torch.is_grad_enabled() and scale.requires_grad
+    box = None
+    if plan.rows is not None:
+        rows = plan.rows.to(dev)
+        alpha, beta_c, gamma, delta_c = (
+            t.to(device=dev, dtype=cdtype)  # type: ignore[union-attr]
+            for t in (plan.alpha, plan.beta_c, plan.gamma, plan.delta_c)
         )
-        .cpu()
-        .tolist()
-    )
-    if u_max < 0:
-        # The mask is constant on every bin's four coefficients: a plain scaling.
-        return spec * m00
-
-    # Rows whose folded index is below U, i.e. [0, U) and (H - U, H): closed under k1 -> -k1.
-    U, Vc = u_max + 1, v_max + 1
-    rows = k1[fold < U]
-    pos = torch.empty_like(k1)
-    pos[rows] = torch.arange(rows.numel(), device=dev)
-    neg_rows = pos[(H - rows) % H]
-
-    m00, m10, m01, m11 = (m[..., rows, :Vc] for m in (m00, m10, m01, m11))
-    a = torch.polar(
-        torch.ones(rows.numel(), 1, dtype=torch.float64, device=dev),
-        -math.pi * rows[:, None].double() / (2 * H),
-    )
-    b = torch.polar(
-        torch.ones(1, Vc, dtype=torch.float64, device=dev),
-        -math.pi * k2[None, :Vc].double() / (2 * W),
-    )
-    ab = a * b
-    cdtype = spec.dtype
-    alpha = (m00 + m11 + m01 + m10) / 4
-    # Conjugated beta and delta: conj(beta conj(q) + delta conj(p)) = beta* q + delta* p.
-    beta_c = ((m00 + m11 - m01 - m10) / 4 * ab**2).to(cdtype)
-    gamma = ((m00 - m11 + m01 - m10) / 4 * a.conj() ** 2).to(cdtype)
-    delta_c = ((m00 - m11 - m01 + m10) / 4 * b**2).to(cdtype)
-
-    q = spec[..., :Vc].index_select(-2, rows)
-    p = q.index_select(-2, neg_rows)
-    box = q * alpha + p * gamma + (q * beta_c + p * delta_c).conj()
-
-    # spec is our own temporary: scale it in place, then overwrite the box.
-    out = spec.mul_(mask[..., :Wh])
-    out[..., rows, :Vc] = box
+        q = spec[..., : plan.cols].index_select(-2, rows)
+        p = q.index_select(-2, plan.neg_rows.to(dev))  # type: ignore[union-attr]
+        if grad_mask:
+            box = q * alpha + p * gamma + (q * beta_c + p * delta_c).conj()
+        else:
+            # The same sum updated in place, which saves four box-sized temporaries.
+            box = q * alpha
+            box.addcmul_(p, gamma)
+            box.add_(q.mul_(beta_c).addcmul_(p, delta_c).conj_physical_())
+    # spec is our own temporary, so it is updated in place unless the mask needs its grad.
+    if grad_mask:
+        out = spec * scale
+    elif plan.outside == "keep":
+        out = spec
+    elif plan.outside == "zero":
+        out = spec.zero_()
+    else:
+        out = spec.mul_(scale)
+    if box is not None:
+        out[..., rows, : plan.cols] = box
     return out

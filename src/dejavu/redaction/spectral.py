@@ -43,7 +43,7 @@ from torch import Tensor
 from dejavu._validation import as_range, check_choice, check_image
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
-from dejavu.redaction.dct import dct2_filter
+from dejavu.redaction.dct import DCT2FilterPlan, dct2_filter, dct2_filter_plan
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
@@ -165,6 +165,25 @@ def _keep_mask(rho: Tensor, mode: str, low: Tensor, high: Tensor, keep_dc: bool)
     return keep
 
 
+@cached_constant(maxsize=16)
+def _fixed_filter(
+    h: int,
+    w: int,
+    mode: str,
+    low: float,
+    high: float,
+    keep_dc: bool,
+    basis: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor | DCT2FilterPlan:
+    """The filter of fixed parameters, analysed once: a DCT plan or the rfft2 mask."""
+    rho = _radius(h, w, basis, device, basis == "fft")
+    edges = [torch.tensor([e], dtype=torch.float64, device=device) for e in (low, high)]
+    keep = _keep_mask(rho, mode, *edges, keep_dc).to(dtype)
+    return dct2_filter_plan(keep) if basis == "dct" else keep
+
+
 def spectral_redaction(
     image: Tensor,
     mode: str,
@@ -208,17 +227,23 @@ def spectral_redaction(
         raise ValueError(f"keep_dc must be True or False, got {keep_dc!r}")
     (a_lo, a_hi), (b_lo, b_hi) = _parse_edges(mode, cutoff, band)
     B, _, H, W = image.shape
-    dev = draw_device(image, generator)
-    low = sample_uniform(a_lo, a_hi, B if a_lo < a_hi else 1, generator, dev)
-    high = sample_uniform(b_lo, b_hi, B if b_lo < b_hi else 1, generator, dev)
-    rho = _radius(H, W, basis, image.device, basis == "fft")
-    keep = _keep_mask(rho, mode, low.to(image.device), high.to(image.device), keep_dc)
     cd = compute_dtype(image.dtype)
-    if basis == "dct":
-        out = dct2_filter(image, keep.to(cd))
+    filt: Tensor | DCT2FilterPlan
+    if a_lo == a_hi and b_lo == b_hi:
+        filt = _fixed_filter(H, W, mode, a_lo, b_lo, keep_dc, basis, image.device, cd)
     else:
+        dev = draw_device(image, generator)
+        low = sample_uniform(a_lo, a_hi, B if a_lo < a_hi else 1, generator, dev)
+        high = sample_uniform(b_lo, b_hi, B if b_lo < b_hi else 1, generator, dev)
+        rho = _radius(H, W, basis, image.device, basis == "fft")
+        keep = _keep_mask(rho, mode, low.to(image.device), high.to(image.device), keep_dc)
+        filt = keep.to(cd)
+    if basis == "dct":
+        out = dct2_filter(image, filt)
+    else:
+        assert isinstance(filt, Tensor)
         with no_autocast(image.device):
-            spec = torch.fft.rfft2(image.to(cd)) * keep.to(cd)
+            spec = torch.fft.rfft2(image.to(cd)) * filt
             out = torch.fft.irfft2(spec, s=(H, W)).to(image.dtype)
     return Redacted(out, None)
 
