@@ -121,14 +121,18 @@ class DataConfig:
     color_jitter: float = 0.0
     """Brightness/contrast/saturation jitter strength during training (0: off)."""
     pad_to_multiple: int | None = None
-    """Pad evaluation images (bottom/right; image with the mean, targets with ignore) to a
-    multiple of this. The models pad internally, so this is only needed to batch images of
-    different sizes."""
+    """Pad every batch (bottom/right; image with the mean, targets with ignore/invalid) to
+    a multiple of this; ``None``: to the largest image of the batch (images of different
+    sizes are always padded to batch). The models pad internally, so this is optional."""
+    num_train: int | None = None
+    """Use only the first N training samples (``scenes``: render N images); ``None``: all."""
+    num_val: int | None = None
+    """Use only the first N samples of the validation and test splits; ``None``: all."""
     tasks: list[str] | None = None
     """Targets to load (``seg``, ``depth``, ``normals``, ``instance``); ``None``: those the
     task needs."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra ``create_dataset`` arguments (e.g. ``num_train`` / ``num_val`` for ``scenes``)."""
+    """Extra ``create_dataset`` arguments (e.g. ``size: [96, 128]`` for ``scenes``)."""
 
 
 @dataclass
@@ -137,9 +141,9 @@ class ModelConfig:
 
     name: str = "hrnet18"
     """Name for ``dejavu.toolkit.models.create_model``."""
-    pretrained: bool | str | None = None
-    """Backbone weights: ``None``/``False`` random init, ``True`` the library's default
-    weights (must be available offline), or a path to a checkpoint."""
+    pretrained: str | None = None
+    """A local weights file (``.pth``/``.safetensors``) for the network or its backbone;
+    ``None``: random initialisation. Nothing is ever downloaded."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``create_model`` arguments."""
 
@@ -205,9 +209,9 @@ class TrainerConfig:
     """Lightning ``Trainer`` settings and checkpoint/logging cadence."""
 
     max_epochs: int = 10
-    """Training epochs (ignored when ``max_steps`` > 0 stops earlier)."""
+    """Training epochs (used when ``max_steps`` is -1)."""
     max_steps: int = -1
-    """Stop after this many optimiser steps (-1: use ``max_epochs``)."""
+    """Train for this many optimiser steps instead of ``max_epochs`` (-1: off)."""
     accelerator: str = "auto"
     """``auto``, ``cpu``, ``gpu``, ..."""
     devices: int | str | list[int] = 1
@@ -216,6 +220,8 @@ class TrainerConfig:
     """``auto``, ``ddp``, ``ddp_spawn``, ... (``ddp`` for several devices; see the docs)."""
     num_nodes: int = 1
     """Machines; with ``torchrun`` / SLURM, Lightning reads the rank from the environment."""
+    sync_batchnorm: bool = False
+    """Synchronise BatchNorm statistics across processes (CUDA only)."""
     precision: str = "32-true"
     """``32-true``, ``16-mixed``, ``bf16-mixed``, ..."""
     gradient_clip_val: float | None = None
@@ -637,8 +643,9 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             "different sizes cannot be batched without a crop)"
         )
     check_in_range(d.color_jitter, "data.color_jitter", 0.0, 1.0)
-    if d.pad_to_multiple is not None:
-        _positive_int(d.pad_to_multiple, "data.pad_to_multiple")
+    for name in ("pad_to_multiple", "num_train", "num_val"):
+        if getattr(d, name) is not None:
+            _positive_int(getattr(d, name), f"data.{name}")
 
     dj = cfg.dejavu
     if "name" not in dj.redaction:

@@ -1,0 +1,417 @@
+"""``DejaVuModule``: the LightningModule that trains a base network with or without DejaVu.
+
+Both variants hold the trainable objective under ``self.model``, with the base
+network at ``self.model.base``:
+
+- ``dejavu.enabled: true``: ``self.model`` is the core
+  :class:`~dejavu.dejavu.DejaVu` (base network + conditioning + CRM [+ frozen
+  CLIP]), ONE module, so DDP wraps a single forward;
+- ``dejavu.enabled: false``: ``self.model`` is :class:`TaskObjective`, the same
+  base network with the task loss only.
+
+Everything else (data, optimiser, schedule, metrics, checkpoints) is shared,
+so a baseline run and a DejaVu run differ only by the objective. Validation
+and test run the base network alone (:meth:`DejaVuModule.eval_model`), and
+their metrics read predictions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from dejavu._validation import check_image
+from dejavu.dejavu import LOSS_KEYS, DejaVu
+from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
+from dejavu.toolkit.tasks import Task, create_task
+from dejavu.toolkit.training.datamodule import derive_seed
+from dejavu.toolkit.training.schedules import poly_scheduler
+
+__all__ = ["DejaVuModule", "TaskObjective", "build_objective", "default_monitor"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The metric that picks best.ckpt when trainer.monitor is None.
+_DEFAULT_MONITOR = {
+    "segmentation": "seg/miou",
+    "multitask": "seg/miou",
+    "depth": "depth/rmse",
+    "normals": "normals/mean",
+}
+
+
+def default_monitor(cfg: ExperimentConfig) -> tuple[str, str]:
+    """The validation metric (without ``val/``) and mode (``max``/``min``) for ``best.ckpt``.
+
+    Example:
+        >>> default_monitor(ExperimentConfig())
+        ('seg/miou', 'max')
+    """
+    from dejavu.metrics import HIGHER_IS_BETTER
+
+    name = cfg.trainer.monitor or _DEFAULT_MONITOR[cfg.task.name]
+    if name == "loss":
+        return name, "min"
+    # "seg/miou" -> miou; per-class "seg/iou/3" -> iou (higher is better, like miou).
+    table = {**HIGHER_IS_BETTER, "iou": True}
+    for part in reversed(name.split("/")):
+        if part in table:
+            return name, "max" if table[part] else "min"
+    raise ValueError(
+        f"trainer.monitor {name!r} is not a known metric; allowed: 'loss' or "
+        f"'<head>/<metric>' with metric one of {sorted(table)}"
+    )
+
+
+class TaskObjective(nn.Module):
+    """The baseline objective: the task loss alone, with ``DejaVu``'s output contract.
+
+    ``forward`` returns the same keys as :meth:`dejavu.dejavu.DejaVu.forward`
+    (``regen``, ``cyclic``, ``text``, ``sa`` are 0; ``redacted``, ``keep``,
+    ``regenerated`` and ``target`` are None), so the training loop does not
+    branch on the variant.
+
+    Args:
+        base: the base network (``image -> dict`` or a tensor, stored under
+            ``output_key``).
+        task_loss: ``task_loss(pred, batch)`` -> scalar or dict with ``"loss"``.
+        output_key: key for a base network that returns a bare tensor.
+        image_key: batch key of the input image.
+
+    Example:
+        >>> base = nn.Conv2d(3, 2, 1)
+        >>> obj = TaskObjective(base, lambda p, b: p["seg"].mean())
+        >>> out = obj({"image": torch.zeros(1, 3, 4, 4)})
+        >>> float(out["regen"]), out["regenerated"] is None, obj.eval_model() is base
+        (0.0, True, True)
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        task_loss: Any,
+        output_key: str = "seg",
+        image_key: str = "image",
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.task_loss = task_loss
+        self.output_key = output_key
+        self.image_key = image_key
+
+    def eval_model(self) -> nn.Module:
+        """The base network (shares its weights with this module)."""
+        return self.base
+
+    def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
+        if self.image_key not in batch:
+            raise ValueError(f"batch has no {self.image_key!r} entry; keys: {sorted(batch)}")
+        image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
+        pred = self.base(image)
+        pred = {self.output_key: pred} if isinstance(pred, Tensor) else dict(pred)
+        value = self.task_loss(pred, batch)
+        if isinstance(value, Tensor):
+            total, parts = value, {}
+        else:
+            total, parts = value["loss"], {k: v for k, v in value.items() if k != "loss"}
+        zero = total.new_zeros(())
+        out: dict[str, Any] = {f"task/{k}": v for k, v in parts.items()}
+        out.update(
+            loss=total,
+            task=total,
+            regen=zero,
+            cyclic=zero,
+            text=zero,
+            sa=zero,
+            regen_weight=0.0,
+            pred=pred,
+            redacted=None,
+            keep=None,
+            regenerated=None,
+            target=None,
+        )
+        return out
+
+
+def build_objective(
+    cfg: ExperimentConfig,
+    task: Task,
+    base: nn.Module,
+    class_names: Sequence[str] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> nn.Module:
+    """The trainable objective for ``cfg``: ``DejaVu`` or :class:`TaskObjective`.
+
+    Args:
+        cfg: the experiment config (its ``dejavu`` section).
+        task: the task (loss and conditioning spec).
+        base: the base network.
+        class_names: class names (DejaVu-TS builds its prompts from them).
+        mean, std: image normalisation (DejaVu-TS un-normalises for CLIP).
+    """
+    output_key = next(iter(task.heads))
+    if not cfg.dejavu.enabled:
+        return TaskObjective(base, task.loss, output_key=output_key)
+
+    from dejavu.conditioning import Conditioning
+    from dejavu.losses import RegenerationLoss
+
+    dj = cfg.dejavu
+    redaction = dict(dj.redaction)
+    crm = dict(dj.crm)
+    text = dict(dj.text)
+    text_weight = float(text.pop("weight", 0.0))
+    text_module = None
+    if text_weight > 0:
+        from dejavu.text_supervision import TextSupervision
+
+        if not class_names:
+            raise ValueError("dejavu.text.weight > 0 needs the dataset's class names")
+        text_module = TextSupervision(
+            list(class_names), image_mean=tuple(mean), image_std=tuple(std), **text
+        )
+    return DejaVu(
+        base,
+        task.loss,
+        conditioning=Conditioning(task.conditioning, **dj.conditioning),
+        crm=crm.pop("kind", "forward"),
+        crm_kwargs=crm,
+        redaction=redaction.pop("name"),
+        redaction_kwargs=redaction,
+        regen_loss=RegenerationLoss(**dj.regen_loss),
+        regen_weight=dj.regen_weight,
+        regen_warmup_steps=dj.regen_warmup_steps,
+        cyclic_weight=dj.cyclic_weight,
+        text_supervision=text_module,
+        text_weight=text_weight,
+        sa_weight=dj.sa_weight,
+        stop_gradient=dj.stop_gradient,
+        output_key=output_key,
+        seed=cfg.seed,
+    )
+
+
+def _slice(x: Any, n: int) -> Any:
+    if isinstance(x, Tensor):
+        return x[:n].detach()
+    if isinstance(x, Mapping):
+        return {k: _slice(v, n) for k, v in x.items()}
+    if isinstance(x, list):
+        return x[:n]
+    return x
+
+
+class DejaVuModule(pl.LightningModule):
+    """Train a dense-prediction network with (or without) the DejaVu objective.
+
+    Args:
+        config: the :class:`~dejavu.toolkit.config.ExperimentConfig` (or its dict).
+        num_classes: the dataset's number of classes (segmentation heads).
+        class_names: the dataset's class names (metadata, DejaVu-TS prompts).
+        mean, std: the dataset's normalisation (panels, export metadata).
+        input_size: ``(H, W)`` the network is trained/evaluated at (metadata).
+
+    Attributes:
+        model: the trainable objective; ``model.base`` is the base network.
+        task: the :class:`~dejavu.toolkit.tasks.Task`.
+
+    Logged: ``train/loss``, ``train/task``, ``train/regen``, ``train/cyclic``,
+    ``train/text``, ``train/sa``, ``train/task/<head>``, ``train/regen_weight``,
+    ``train/lr`` per step; ``val/loss`` (task loss) and ``val/<head>/<metric>``
+    per validation; ``test/...`` likewise.
+
+    Example:
+        >>> cfg = config_from_dict({"model": {"name": "fpn_test_resnet"}})
+        >>> module = DejaVuModule(cfg, num_classes=6)
+        >>> sorted(module.model.base(torch.zeros(1, 3, 32, 32)))
+        ['seg']
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig | Mapping[str, Any],
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        input_size: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        from dejavu.toolkit.models import create_model
+
+        cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(config)
+        self.cfg = cfg
+        self.save_hyperparameters(
+            {
+                "config": config_to_dict(cfg),
+                "num_classes": num_classes,
+                "class_names": list(class_names) if class_names is not None else None,
+                "mean": [float(v) for v in mean],
+                "std": [float(v) for v in std],
+                "input_size": [int(v) for v in input_size] if input_size is not None else None,
+            }
+        )
+        self.class_names = list(class_names) if class_names is not None else None
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.task = create_task(
+            cfg.task.name,
+            num_classes=num_classes,
+            loss_weights=cfg.task.loss_weights,
+            ignore_index=cfg.task.ignore_index,
+        )
+        base = create_model(
+            cfg.model.name,
+            heads=self.task.heads,
+            pretrained=cfg.model.pretrained,
+            **cfg.model.kwargs,
+        )
+        self.model = build_objective(cfg, self.task, base, self.class_names, self.mean, self.std)
+        self.val_metrics = self.task.metrics()
+        self.test_metrics = self.task.metrics()
+        self._last_panel_step = -1
+
+    # ------------------------------------------------------------------ inference
+    def eval_model(self) -> nn.Module:
+        """The base network alone (shares its weights with this module)."""
+        return self.model.eval_model()
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        """Predictions of the base network: ``image (B x 3 x H x W) -> dict``."""
+        out = self.eval_model()(image)
+        return {next(iter(self.task.heads)): out} if isinstance(out, Tensor) else dict(out)
+
+    def export_metadata(self) -> dict[str, Any]:
+        """What ``base.json`` records: enough to rebuild and use the base network."""
+        return {
+            "format": "dejavu-base",
+            "format_version": 1,
+            "model": self.cfg.model.name,
+            "model_kwargs": dict(self.cfg.model.kwargs),
+            "heads": dict(self.task.heads),
+            "task": self.cfg.task.name,
+            "num_classes": self.task.num_classes,
+            "class_names": self.class_names,
+            "ignore_index": self.task.ignore_index,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_size": self.hparams.get("input_size"),
+            "dejavu": bool(self.cfg.dejavu.enabled),
+            "experiment": self.cfg.name,
+            "epoch": int(self.current_epoch) if self._trainer is not None else None,
+            "global_step": int(self.global_step) if self._trainer is not None else None,
+        }
+
+    # ------------------------------------------------------------------ training
+    def _panel_due(self) -> bool:
+        every = self.cfg.trainer.image_log_every_n_steps
+        step = self.global_step
+        return every > 0 and step % every == 0 and step != self._last_panel_step
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Stochastic layers (dropout, drop-path) draw from the global RNG: seed it from
+        # (seed, epoch, batch, rank) so that a resumed run draws what an uninterrupted one would.
+        torch.manual_seed(
+            derive_seed(self.cfg.seed, 1, self.current_epoch, batch_idx, self.global_rank)
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        out = self.model(batch, step=self.global_step)
+        bs = int(batch["image"].shape[0])
+        logs: dict[str, Any] = {f"train/{k}": out[k].detach() for k in LOSS_KEYS}
+        logs.update({f"train/{k}": v.detach() for k, v in out.items() if k.startswith("task/")})
+        logs["train/regen_weight"] = float(out["regen_weight"])
+        logs["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs)
+        self.log("train/loss_epoch", out["loss"].detach(), on_step=False, on_epoch=True,
+                 batch_size=bs, prog_bar=True, sync_dist=True)  # fmt: skip
+        result: dict[str, Any] = {"loss": out["loss"]}
+        if self._panel_due():
+            self._last_panel_step = self.global_step
+            keep = ("pred", "redacted", "regenerated")
+            n = 4
+            result["vis"] = {
+                "step": self.global_step,
+                "batch": _slice({k: v for k, v in batch.items() if k != "name"}, n),
+                "out": _slice({k: out[k] for k in keep}, n),
+            }
+        return result
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch: dict[str, Any], metrics: nn.Module, prefix: str) -> None:
+        pred = self(batch["image"])
+        loss = self.task.loss(pred, batch)["loss"]
+        self.log(f"{prefix}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=int(batch["image"].shape[0]))  # fmt: skip
+        metrics.update(pred, batch)
+
+    def _eval_epoch_end(self, metrics: nn.Module, prefix: str) -> dict[str, float]:
+        values = metrics.compute()  # torchmetrics all-reduces the states under DDP
+        metrics.reset()
+        if not self.trainer.sanity_checking:
+            # Already identical on every rank; sync_dist would only average equal numbers.
+            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
+        return values
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end(self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end(self.test_metrics, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self(batch["image"])
+
+    # ------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups: base vs. regeneration parts (``crm_lr_mult``), each split into
+        decayed weights and undecayed norms/biases (1-D parameters)."""
+        o = self.cfg.optim
+        base_ids = {id(p) for p in self.eval_model().parameters()}
+        groups: list[dict[str, Any]] = []
+        parts = {
+            "base": [p for p in self.eval_model().parameters() if p.requires_grad],
+            "regeneration": [
+                p for p in self.model.parameters() if p.requires_grad and id(p) not in base_ids
+            ],
+        }
+        for part, params in parts.items():
+            lr = o.lr * (o.crm_lr_mult if part == "regeneration" else 1.0)
+            decay = [p for p in params if p.ndim > 1]
+            no_decay = [p for p in params if p.ndim <= 1]
+            for suffix, ps, wd in (("", decay, o.weight_decay), ("_no_decay", no_decay, 0.0)):
+                if ps:
+                    groups.append({"params": ps, "lr": lr, "weight_decay": wd,
+                                   "name": part + suffix})  # fmt: skip
+        return groups
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.cfg.optim
+        groups = self.parameter_groups()
+        if o.name == "adamw":
+            optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+                groups, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay
+            )
+        else:
+            optimizer = torch.optim.SGD(
+                groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+            )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if total != float("inf") else max(self.cfg.trainer.max_steps, 1)
+        scheduler = poly_scheduler(optimizer, max(total, 1), o.poly_power, o.warmup_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

@@ -1,0 +1,500 @@
+"""Run training, evaluation and prediction from an :class:`ExperimentConfig`.
+
+This is the API the ``dejavu`` command line is built on.
+
+Run directory
+    ``run_fit`` writes everything of a run into ``cfg.output_dir / cfg.name``:
+    ``config.yaml`` (the full resolved config, written first), ``last.ckpt``
+    and ``best.ckpt`` (full Lightning checkpoints), ``base.safetensors`` +
+    ``base.json`` (the base network alone), ``metrics.json`` (final validation
+    metrics and the per-validation history), ``tensorboard/version_<n>/`` and
+    ``csv/version_<n>/metrics.csv`` (one version per launch, so a resumed run
+    adds a version) and ``images/train_step<step>.png`` (image panels).
+    Starting a run where ``last.ckpt`` already exists is refused unless
+    ``resume`` is given, so a finished run is never overwritten by accident.
+
+Resume
+    ``run_fit(cfg, resume=True)`` continues from ``last.ckpt`` (weights,
+    optimiser, LR schedule, global step, loop state, metrics history and the
+    redaction generator). Data order and augmentation depend only on
+    ``(seed, epoch, index)`` and the global RNG is reseeded from
+    ``(seed, epoch, batch)`` before every training batch, so a run stopped at
+    an epoch boundary and resumed ends with the same weights as an
+    uninterrupted one on CPU (GPU kernels may add non-determinism unless
+    ``trainer.deterministic`` is set).
+
+Several GPUs and nodes
+    ``trainer.devices: 4`` with ``trainer.strategy: ddp`` trains with
+    DistributedDataParallel; Lightning launches the extra processes itself.
+    Under ``torchrun`` (``torchrun --nproc_per_node 4 --nnodes 2 ...
+    -m dejavu.toolkit.cli fit cfg.yaml trainer.devices=4 trainer.num_nodes=2
+    trainer.strategy=ddp``) or SLURM, Lightning reads the ranks from the
+    environment instead. ``data.batch_size`` is per process. On CPU,
+    ``accelerator: cpu, devices: 2, strategy: ddp_spawn`` runs two processes
+    with the gloo backend (what the tests do). BatchNorm statistics are per
+    process unless ``trainer.sync_batchnorm`` (CUDA only) is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import nn
+
+from dejavu.toolkit.config import ExperimentConfig, config_from_dict, save_config, validate_config
+from dejavu.toolkit.training.callbacks import ImagePanels, MetricsHistory, read_metrics
+from dejavu.toolkit.training.checkpoint import (
+    BASE_WEIGHTS,
+    AtomicCheckpointIO,
+    BaseExport,
+    load_base_weights,
+    make_model_checkpoint,
+    read_base_metadata,
+    split_state_dict,
+)
+from dejavu.toolkit.training.datamodule import DenseDataModule
+from dejavu.toolkit.training.module import DejaVuModule, default_monitor
+
+__all__ = [
+    "FitResult",
+    "build_trainer",
+    "load_eval_model",
+    "load_run",
+    "model_complexity",
+    "run_fit",
+    "run_predict",
+    "run_test",
+    "run_validate",
+]
+
+
+@dataclass
+class FitResult:
+    """What :func:`run_fit` returns.
+
+    Attributes:
+        run_dir: ``output_dir / name``.
+        last_checkpoint: ``run_dir / "last.ckpt"``.
+        best_checkpoint: ``run_dir / "best.ckpt"`` (None without validation).
+        metrics: the final validation metrics (``seg/miou``, ``loss``, ...).
+        history: one entry per validation: ``epoch``, ``step`` and every metric.
+        train_time_s: wall-clock seconds of ``Trainer.fit`` in this launch.
+    """
+
+    run_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    train_time_s: float
+
+
+def _want_progress(enable: bool | None) -> bool:
+    return sys.stdout.isatty() if enable is None else bool(enable)
+
+
+def build_trainer(
+    cfg: ExperimentConfig,
+    *,
+    run_dir: Path | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    enable_progress_bar: bool | None = None,
+    fit: bool = True,
+) -> pl.Trainer:
+    """A Lightning ``Trainer`` configured from ``cfg.trainer``.
+
+    Args:
+        cfg: the experiment config.
+        run_dir: where loggers write (fit only).
+        callbacks: callbacks to add.
+        enable_progress_bar: a rich progress bar; ``None``: only when stdout is a terminal.
+        fit: a training trainer (loggers, checkpointing) or an evaluation one (neither).
+    """
+    t = cfg.trainer
+    progress = _want_progress(enable_progress_bar)
+    cbs = list(callbacks)
+    if progress:
+        cbs.append(RichProgressBar())
+    loggers: Any = False
+    if fit and run_dir is not None:
+        loggers = [
+            TensorBoardLogger(str(run_dir), name="tensorboard", default_hp_metric=False),
+            CSVLogger(str(run_dir), name="csv"),
+        ]
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,  # type: ignore[arg-type]
+        max_epochs=t.max_epochs if t.max_steps < 1 else -1,
+        max_steps=t.max_steps,
+        gradient_clip_val=t.gradient_clip_val,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        sync_batchnorm=t.sync_batchnorm,
+        callbacks=cbs,
+        logger=loggers,
+        enable_checkpointing=fit,
+        enable_progress_bar=progress,
+        enable_model_summary=progress and fit,
+        default_root_dir=str(run_dir) if run_dir is not None else None,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
+    last = run_dir / "last.ckpt"
+    if resume is True:
+        if not last.is_file():
+            raise FileNotFoundError(f"resume=True but {last} does not exist (nothing to resume)")
+        return last
+    if resume is False or resume is None:
+        if last.exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a run (last.ckpt); pass resume=True to continue it, "
+                "or choose another name or output_dir"
+            )
+        return None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume checkpoint {path} does not exist")
+    return path
+
+
+def run_fit(
+    cfg: ExperimentConfig,
+    *,
+    resume: bool | str | Path = False,
+    callbacks: Sequence[pl.Callback] = (),
+    enable_progress_bar: bool | None = None,
+) -> FitResult:
+    """Train the run described by ``cfg`` (see the module docs for the run directory).
+
+    Args:
+        cfg: the experiment config.
+        resume: ``True`` continues from ``run_dir / last.ckpt``; a path continues
+            from that checkpoint; ``False`` starts fresh (refused when the run
+            directory already holds ``last.ckpt``).
+        callbacks: extra Lightning callbacks.
+        enable_progress_bar: a rich progress bar; ``None``: only on a terminal.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        FileExistsError: a fresh run where one already exists.
+        FileNotFoundError: ``resume`` names a missing checkpoint.
+        ValueError: invalid config values.
+    """
+    validate_config(cfg)
+    run_dir = cfg.run_dir
+    ckpt_path = _resume_path(run_dir, resume)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = DenseDataModule(cfg)
+    dm.setup("fit")
+    module = DejaVuModule(
+        cfg,
+        num_classes=dm.num_classes,
+        class_names=dm.class_names,
+        mean=dm.mean,
+        std=dm.std,
+        input_size=dm.input_size,
+    )
+    if rank_zero_only.rank == 0:
+        save_config(cfg, run_dir / "config.yaml")
+
+    validates = cfg.trainer.limit_val_batches != 0
+    monitor, mode = default_monitor(cfg) if validates else (None, "max")
+    cbs: list[pl.Callback] = [
+        make_model_checkpoint(
+            run_dir,
+            f"val/{monitor}" if monitor else None,
+            mode,
+            cfg.trainer.val_every_n_epochs,
+        ),
+        BaseExport(run_dir, DejaVuModule.export_metadata),
+        MetricsHistory(run_dir / "metrics.json"),
+    ]
+    if cfg.trainer.image_log_every_n_steps > 0:
+        cbs.append(ImagePanels(run_dir / "images", dm.mean, dm.std))
+    cbs.extend(callbacks)
+    trainer = build_trainer(
+        cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=enable_progress_bar
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    train_time = time.perf_counter() - start
+
+    metrics_path = run_dir / "metrics.json"
+    metrics, history = read_metrics(metrics_path) if metrics_path.is_file() else ({}, [])
+    best = run_dir / "best.ckpt"
+    return FitResult(
+        run_dir=run_dir,
+        last_checkpoint=run_dir / "last.ckpt",
+        best_checkpoint=best if best.is_file() else None,
+        metrics=metrics,
+        history=history,
+        train_time_s=train_time,
+    )
+
+
+# --------------------------------------------------------------------------- loading
+def _load_ckpt(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
+    """Rebuild the training module of a run from a Lightning checkpoint.
+
+    Returns:
+        ``(config, module)``: the run's config and its module (base network,
+        regeneration parts, metrics) with the checkpoint's weights, in eval mode.
+    """
+    ckpt = _load_ckpt(Path(checkpoint))
+    hp = ckpt.get("hyper_parameters")
+    if not isinstance(hp, dict) or "config" not in hp:
+        raise ValueError(f"{checkpoint} is not a dejavu training checkpoint (no saved config)")
+    cfg = config_from_dict(hp["config"])
+    module = DejaVuModule(
+        cfg,
+        num_classes=hp.get("num_classes"),
+        class_names=hp.get("class_names"),
+        mean=hp.get("mean"),
+        std=hp.get("std"),
+        input_size=hp.get("input_size"),
+    )
+    module.load_state_dict(ckpt["state_dict"], strict=True)
+    return cfg, module.eval()
+
+
+def _eval_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    # The base network does not depend on the objective; skip building CRM/CLIP.
+    return dataclasses.replace(cfg, dejavu=dataclasses.replace(cfg.dejavu, enabled=False))
+
+
+def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The base network alone, in eval mode, plus what is needed to use it.
+
+    Args:
+        checkpoint_or_base_safetensors: a ``.ckpt`` of :func:`run_fit`, a
+            ``base.safetensors`` (with its ``base.json`` beside it) or a run
+            directory (its ``base.safetensors`` is used).
+
+    Returns:
+        ``(model, metadata)``; metadata holds ``model``, ``model_kwargs``,
+        ``heads``, ``task``, ``num_classes``, ``class_names``, ``ignore_index``,
+        ``mean``, ``std``, ``input_size`` (and the step/epoch it was saved at).
+    """
+    from dejavu.toolkit.models import create_model
+
+    path = Path(checkpoint_or_base_safetensors)
+    if path.is_dir():
+        path = path / BASE_WEIGHTS
+    if path.suffix == ".safetensors":
+        meta = read_base_metadata(path)
+        model = create_model(meta["model"], heads=meta["heads"], **meta.get("model_kwargs", {}))
+        load_base_weights(model, path)
+        return model.eval(), meta
+
+    ckpt = _load_ckpt(path)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "config" not in hp:
+        raise ValueError(f"{path} is not a dejavu training checkpoint (no saved config)")
+    cfg = _eval_config(config_from_dict(hp["config"]))
+    module = DejaVuModule(
+        cfg,
+        num_classes=hp.get("num_classes"),
+        class_names=hp.get("class_names"),
+        mean=hp.get("mean"),
+        std=hp.get("std"),
+        input_size=hp.get("input_size"),
+    )
+    base_state, _ = split_state_dict(ckpt["state_dict"])
+    model = module.eval_model()
+    model.load_state_dict(base_state, strict=True)
+    meta = module.export_metadata()
+    meta.update(epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"))
+    return model.eval(), meta
+
+
+def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Path) -> DejaVuModule:
+    module = DejaVuModule(
+        _eval_config(cfg),
+        num_classes=dm.num_classes,
+        class_names=dm.class_names,
+        mean=dm.mean,
+        std=dm.std,
+    )
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / BASE_WEIGHTS
+    if checkpoint.suffix == ".safetensors":
+        load_base_weights(module.eval_model(), checkpoint)
+    else:
+        base_state, _ = split_state_dict(_load_ckpt(checkpoint)["state_dict"])
+        module.eval_model().load_state_dict(base_state, strict=True)
+    return module
+
+
+def _evaluate(cfg: ExperimentConfig, checkpoint: str | Path, stage: str) -> dict[str, float]:
+    dm = DenseDataModule(cfg)
+    module = _module_for_eval(cfg, dm, Path(checkpoint))
+    trainer = build_trainer(cfg, fit=False, enable_progress_bar=False)
+    run = trainer.validate if stage == "val" else trainer.test
+    results = run(module, datamodule=dm, verbose=False)
+    prefix = f"{stage}/"
+    return {k[len(prefix) :]: float(v) for k, v in results[0].items() if k.startswith(prefix)}
+
+
+def run_validate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, float]:
+    """Evaluate a checkpoint (``.ckpt``, ``base.safetensors`` or run dir) on ``data.val_split``.
+
+    Returns:
+        Metric name (``seg/miou``, ``loss``, ...) -> value, pooled over the split.
+    """
+    return _evaluate(cfg, checkpoint, "val")
+
+
+def run_test(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, float]:
+    """Evaluate a checkpoint on ``data.test_split`` (see :func:`run_validate`)."""
+    return _evaluate(cfg, checkpoint, "test")
+
+
+# --------------------------------------------------------------------------- prediction
+def _save_prediction(
+    name: str, pred: dict[str, torch.Tensor], meta: dict[str, Any], out_dir: Path
+) -> list[Path]:
+    import numpy as np
+    from PIL import Image
+
+    from dejavu.toolkit.visualize import colorize_prediction
+
+    written: list[Path] = []
+    for key, value in pred.items():
+        v = value.detach().float().cpu()
+        if key == "seg":
+            labels = v.argmax(dim=0).numpy()
+            raw = labels.astype(np.uint8 if v.shape[0] <= 256 else np.int32)
+            picture = colorize_prediction(key, labels, meta.get("num_classes") or v.shape[0])
+        elif key in ("depth", "normals"):
+            raw = v.numpy().astype(np.float32)
+            raw = raw[0] if key == "depth" else raw
+            picture = colorize_prediction(key, v)
+        else:
+            continue
+        npy = out_dir / f"{name}_{key}.npy"
+        png = out_dir / f"{name}_{key}.png"
+        np.save(npy, raw)
+        Image.fromarray(picture).save(png)
+        written += [png, npy]
+    return written
+
+
+def run_predict(
+    cfg: ExperimentConfig,
+    checkpoint: str | Path,
+    inputs: Sequence[Path] | None,
+    out_dir: Path,
+) -> list[Path]:
+    """Predict with the base network and write colourised PNGs and raw ``.npy`` arrays.
+
+    For each image and head, ``out_dir / <name>_<head>.png`` (colourised) and
+    ``<name>_<head>.npy`` (``seg``: ``H x W`` class indices; ``depth``:
+    ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
+
+    Args:
+        cfg: the experiment config (its ``data`` section when ``inputs`` is None).
+        checkpoint: ``.ckpt``, ``base.safetensors`` or a run directory.
+        inputs: image files (named by their stem); ``None``: the ``data.test_split``
+            samples (named by the dataset).
+        out_dir: where to write (created).
+
+    Returns:
+        The files written.
+    """
+    from dejavu.toolkit.data.io import image_to_tensor, read_image
+
+    model, meta = load_eval_model(checkpoint)
+    use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    model.to(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mean = torch.tensor(meta["mean"]).view(3, 1, 1)
+    std = torch.tensor(meta["std"]).view(3, 1, 1)
+
+    def samples() -> Any:
+        if inputs is None:
+            ds = DenseDataModule(cfg).dataset("test")
+            for i in range(len(ds)):  # type: ignore[arg-type]
+                s = ds[i]
+                yield str(s.get("name", f"{i:06d}")), s["image"]
+        else:
+            for p in inputs:
+                yield Path(p).stem, (image_to_tensor(read_image(p)) - mean) / std
+
+    written: list[Path] = []
+    with torch.inference_mode():
+        for name, image in samples():
+            pred = model(image.unsqueeze(0).to(device))
+            if isinstance(pred, torch.Tensor):
+                pred = {next(iter(meta["heads"])): pred}
+            written += _save_prediction(name, {k: v[0] for k, v in pred.items()}, meta, out_dir)
+    return written
+
+
+# --------------------------------------------------------------------------- cost
+def model_complexity(
+    model: nn.Module, input_size: Sequence[int] = (1, 3, 512, 512)
+) -> dict[str, float | int]:
+    """Parameters and multiply-accumulates of one forward pass (eval mode, no grad).
+
+    ``input_size`` is ``(B, C, H, W)``, or ``(H, W)`` for one RGB image.
+
+    MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2;
+    it counts matmuls and convolutions, not element-wise ops).
+
+    Returns:
+        ``{"params": int, "gmacs": float}``.
+
+    Example:
+        >>> model_complexity(nn.Conv2d(3, 8, 1, bias=False), (1, 3, 10, 10))
+        {'params': 24, 'gmacs': 2.4e-06}
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if len(input_size) == 2:  # (H, W): one RGB image
+        input_size = (1, 3, *input_size)
+    if len(input_size) != 4 or min(int(v) for v in input_size) < 1:
+        raise ValueError(f"input_size must be (B, C, H, W) or (H, W), got {tuple(input_size)}")
+    params = sum(p.numel() for p in model.parameters())
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(tuple(input_size), device=device, dtype=dtype))
+    finally:
+        model.train(was_training)
+    return {"params": int(params), "gmacs": counter.get_total_flops() / 2 / 1e9}
