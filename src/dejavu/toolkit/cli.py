@@ -3,7 +3,7 @@
 Every sub-command is a thin layer over a library function (``run_fit``,
 ``run_compare``, ``export_checkpoint``, ...), so anything the CLI does can be
 done from Python too. Errors the library raises for bad input
-(``ValueError``, ``FileNotFoundError``) are printed as ``dejavu: error: ...``
+(``ValueError``, ``FileNotFoundError``, ``FileExistsError``) are printed as ``dejavu: error: ...``
 with exit code 2, as argparse does for bad arguments; ``--debug`` shows the
 traceback instead.
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback when a command fails"
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show Lightning's informational messages"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("fit", help="train a model from a config", description="Train a model.")
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", type=Path, help="where the run is written (config output_dir)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--json", type=Path, help="also write the final metrics to this JSON file")
     p.set_defaults(handler=_cmd_fit)
 
     for name, helptext in (
@@ -207,13 +211,32 @@ def _load_config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Any:
 
 
 def _metrics_table(title: str, metrics: Mapping[str, float]) -> Table:
-    table = Table(title=title)
+    # Per-class values (seg/iou_per_class/<k>) would bury the summary; --json keeps them.
+    shown = {k: v for k, v in metrics.items() if "_per_class/" not in k}
+    hidden = len(metrics) - len(shown)
+    caption = f"{hidden} per-class values not shown (write them with --json)" if hidden else None
+    table = Table(title=title, caption=caption)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in sorted(metrics):
-        value = metrics[key]
+    for key in sorted(shown):
+        value = shown[key]
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
+
+
+#: Commands that run a Lightning Trainer.
+_TRAINER_COMMANDS = frozenset({"fit", "validate", "test", "predict", "compare", "demo"})
+
+
+def _quiet_lightning() -> None:
+    import logging
+
+    # Lightning sets its loggers to INFO when imported, so import it first.
+    import lightning.pytorch  # noqa: F401
+
+    # "GPU available: False ..." and friends: useful when debugging, noise otherwise.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -235,7 +258,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if not ckpt.is_file():
             raise FileNotFoundError(f"--resume checkpoint not found: {ckpt}")
         resume = str(ckpt)
-    result = run_fit(cfg, resume=resume, enable_progress_bar=False if args.no_progress else None)
+    try:
+        result = run_fit(
+            cfg, resume=resume, enable_progress_bar=False if args.no_progress else None
+        )
+    except FileExistsError as exc:
+        raise FileExistsError(
+            f"{exc} (from the command line: `dejavu fit ... --resume`, or --output-dir / "
+            "--set name=...)"
+        ) from exc
     console = _console()
     console.print(_metrics_table("final validation metrics", result.metrics))
     console.print(f"run directory:   {result.run_dir}")
@@ -243,6 +274,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if result.best_checkpoint is not None:
         console.print(f"best checkpoint: {result.best_checkpoint}")
     console.print(f"training time:   {result.train_time_s:.1f} s")
+    if args.json is not None:
+        _write_json(args.json, result.metrics)
     return EXIT_OK
 
 
@@ -294,7 +327,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         variants=variants,
         out_dir=args.out,
-        log=console.print,
+        log=lambda msg: console.print(msg, markup=False),
     )
     console.print(compare_table(report))
     console.print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
@@ -384,9 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and argparse's own usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = args.handler
+    if not args.verbose and args.command in _TRAINER_COMMANDS:
+        _quiet_lightning()
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         if args.debug:
             traceback.print_exc()
         _error(str(exc))
