@@ -7,7 +7,15 @@ import pytest
 import scipy.fft
 import torch
 
-from dejavu.redaction.dct import dct, dct2, dct2_filter, dct2_filter_plan, idct, idct2
+from dejavu.redaction.dct import (
+    dct,
+    dct2,
+    dct2_filter,
+    dct2_filter_plan,
+    dct2_filter_plan_radial,
+    idct,
+    idct2,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHAPES_2D = [(1, 1), (1, 7), (6, 1), (2, 2), (5, 7), (8, 6), (9, 16), (17, 12)]
@@ -128,6 +136,31 @@ def test_dct2_filter_plan_reuse_and_mask_gradient() -> None:
     soft = torch.rand(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
     xs = torch.randn(2, 1, 5, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(dct2_filter, (xs, soft))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (8, 1), (7, 5), (16, 24), (33, 20)])
+def test_radial_plan_equals_the_full_mask(shape: tuple[int, int]) -> None:
+    h, w = shape
+    u = torch.arange(h, dtype=torch.float64)[:, None] / h
+    v = torch.arange(w, dtype=torch.float64)[None, :] / w
+    rho = ((u**2 + v**2) / 2).sqrt()
+    x = torch.randn(3, 2, h, w, dtype=torch.float64)
+    cut = torch.tensor([0.05, 0.2, 0.3], dtype=torch.float64).view(3, 1, 1, 1)
+    cases = [
+        (lambda r: r < cut, 0.3),  # per-sample low-pass: zero beyond the limit
+        (lambda r: r >= cut, 0.3),  # per-sample high-pass: kept beyond the limit
+        (lambda r: (r < 0.1) | (r >= 0.25), 0.25),
+        (lambda r: torch.exp(-r.clamp(max=0.2)), 0.2),  # soft, constant beyond 0.2
+        (lambda r: r < 2.0, 0.0),  # keep all: no box beyond DC
+    ]
+    for keep, limit in cases:
+        plan = dct2_filter_plan_radial(rho, keep, limit, dtype=torch.float64)
+        expected = idct2(dct2(x) * keep(rho).double())
+        torch.testing.assert_close(dct2_filter(x, plan), expected, rtol=1e-10, atol=1e-10)
+    small = dct2_filter_plan_radial(rho, lambda r: r < 0.05, 0.05)
+    if h * w > 100:  # the box only covers the low frequencies
+        assert small.rows is not None and small.rows.numel() * small.cols < h * (w // 2 + 1) / 4
+        assert small.outside == "zero"
 
 
 def test_half_precision_is_computed_in_float32() -> None:

@@ -72,6 +72,7 @@ __all__ = [
     "dct2",
     "dct2_filter",
     "dct2_filter_plan",
+    "dct2_filter_plan_radial",
     "idct",
     "idct2",
     "random_redaction",

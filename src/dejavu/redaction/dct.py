@@ -18,6 +18,7 @@ the result is cast back to the input dtype.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,16 @@ from torch import Tensor
 
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
 
-__all__ = ["DCT2FilterPlan", "dct", "dct2", "dct2_filter", "dct2_filter_plan", "idct", "idct2"]
+__all__ = [
+    "DCT2FilterPlan",
+    "dct",
+    "dct2",
+    "dct2_filter",
+    "dct2_filter_plan",
+    "dct2_filter_plan_radial",
+    "idct",
+    "idct2",
+]
 
 
 def _check_real(x: object, name: str, min_ndim: int) -> Tensor:
@@ -209,22 +219,78 @@ def idct2(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class DCT2FilterPlan:
-    """A DCT-domain mask prepared for :func:`dct2_filter` (build it with :func:`dct2_filter_plan`).
+    """A DCT-domain mask prepared for :func:`dct2_filter`.
 
-    Holds the per-bin coefficients of the update (see :func:`dct2_filter`) so
-    that a fixed mask is analysed once and reused on every batch.
+    Build it with :func:`dct2_filter_plan` (any mask) or
+    :func:`dct2_filter_plan_radial` (a mask that is a function of a radius);
+    it holds the per-bin coefficients of the update (see :func:`dct2_filter`)
+    so that a fixed mask is analysed once and reused on every batch.
     """
 
     size: tuple[int, int]
-    scale: Tensor  # the mask on the rfft2 grid, ``... x H x (W // 2 + 1)``
+    lead: tuple[int, ...]  # leading dims of the mask (broadcast against those of x)
+    scale: Tensor  # the mask outside the box, broadcastable to ``lead x H x (W // 2 + 1)``
     outside: str  # outside the box the spectrum is kept ("keep"), zeroed ("zero") or scaled
-    rows: Tensor | None  # rows of the box (None: no bin needs the full update)
-    neg_rows: Tensor | None  # position of row -k1 within ``rows``
-    cols: int
-    alpha: Tensor | None
-    beta_c: Tensor | None
-    gamma: Tensor | None
-    delta_c: Tensor | None
+    rows: Tensor | None = None  # rows of the box (None: no bin needs the full update)
+    neg_rows: Tensor | None = None  # position of row -k1 within ``rows``
+    cols: int = 0  # the box is ``rows x [0, cols)``
+    alpha: Tensor | None = None
+    beta_c: Tensor | None = None
+    gamma: Tensor | None = None
+    delta_c: Tensor | None = None
+
+
+def _box_rows(h: int, u: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Rows with folded index ``min(k1, h - k1) < u`` and, for each, the position of ``-k1``."""
+    k1 = torch.arange(h, device=device)
+    rows = k1[torch.minimum(k1, h - k1) < u]  # [0, u) and (h - u, h): closed under k1 -> -k1
+    pos = torch.empty_like(k1)
+    pos[rows] = torch.arange(rows.numel(), device=device)
+    return rows, pos[(h - rows) % h]
+
+
+def _outside(values: Tensor) -> str:
+    if bool((values == 1).all()):
+        return "keep"
+    return "zero" if bool((values == 0).all()) else "scale"
+
+
+def _plan(
+    size: tuple[int, int],
+    scale: Tensor,
+    outside: str,
+    rows: Tensor,
+    neg_rows: Tensor,
+    cols: int,
+    masks: tuple[Tensor, Tensor, Tensor, Tensor],
+) -> DCT2FilterPlan:
+    """Coefficients of the box from the mask at its four coefficients per bin.
+
+    ``masks`` are the mask at ``(k1, k2)``, ``(H-k1, k2)``, ``(k1, W-k2)`` and
+    ``(H-k1, W-k2)`` over the box, zero where the index is ``H`` or ``W``.
+    """
+    H, W = size
+    b00, b10, b01, b11 = masks
+    dev = b00.device
+    real = torch.float64
+    a = torch.polar(
+        torch.ones(rows.numel(), 1, dtype=real, device=dev),
+        -math.pi * rows[:, None].to(real) / (2 * H),
+    )
+    k2 = torch.arange(cols, device=dev, dtype=real)
+    b = torch.polar(torch.ones(1, cols, dtype=real, device=dev), -math.pi * k2[None] / (2 * W))
+    cdtype = torch.complex128 if b00.dtype == torch.float64 else torch.complex64
+    # q' = alpha q + beta conj(q) + gamma p + delta conj(p) (see dct2_filter). alpha is
+    # real but stored complex so that applying it needs no per-call cast; conj(beta) and
+    # conj(delta) are stored because the in-place update uses them.
+    alpha = ((b00 + b11 + b01 + b10) / 4).to(cdtype)
+    beta_c = ((b00 + b11 - b01 - b10) / 4 * (a * b) ** 2).to(cdtype)
+    gamma = ((b00 - b11 + b01 - b10) / 4 * a.conj() ** 2).to(cdtype)
+    delta_c = ((b00 - b11 - b01 + b10) / 4 * b**2).to(cdtype)
+    lead = tuple(torch.broadcast_shapes(*(m.shape[:-2] for m in masks), scale.shape[:-2]))
+    return DCT2FilterPlan(
+        size, lead, scale, outside, rows, neg_rows, cols, alpha, beta_c, gamma, delta_c
+    )
 
 
 def dct2_filter_plan(mask: Tensor) -> DCT2FilterPlan:
@@ -270,49 +336,109 @@ def dct2_filter_plan(mask: Tensor) -> DCT2FilterPlan:
         .cpu()
         .tolist()
     )
-
-    def outside(box_rows: Tensor | None, cols: int) -> str:
-        with torch.no_grad():
-            rest = m00.detach().clone()
-            if box_rows is not None:
-                rest[..., box_rows, :cols] = 1.0
-            if bool((rest == 1).all()):
-                return "keep"
-            if box_rows is not None:
-                rest[..., box_rows, :cols] = 0.0
-            return "zero" if bool((rest == 0).all()) else "scale"
-
     if u_max < 0:
         # The mask is constant on the four coefficients of every bin: a plain scaling.
-        return DCT2FilterPlan((H, W), m00, outside(None, 0), None, None, 0, None, None, None, None)
+        return DCT2FilterPlan((H, W), tuple(mask.shape[:-2]), m00, _outside(m00.detach()))
+    rows, neg_rows = _box_rows(H, u_max + 1, dev)
+    cols = v_max + 1
+    with torch.no_grad():
+        rest = m00.detach().clone()
+        rest[..., rows, :cols] = 1.0
+        outside = "keep" if bool((rest == 1).all()) else None
+        if outside is None:
+            rest[..., rows, :cols] = 0.0
+            outside = "zero" if bool((rest == 0).all()) else "scale"
+    masks = tuple(m[..., rows, :cols] for m in (m00, m10, m01, m11))
+    return _plan((H, W), m00, outside, rows, neg_rows, cols, masks)  # type: ignore[arg-type]
 
-    # Rows whose folded index is below U: [0, U) and (H - U, H), closed under k1 -> -k1.
-    U, cols = u_max + 1, v_max + 1
-    rows = k1[fold < U]
-    pos = torch.empty_like(k1)
-    pos[rows] = torch.arange(rows.numel(), device=dev)
-    neg_rows = pos[(H - rows) % H]
 
-    b00, b10, b01, b11 = (m[..., rows, :cols] for m in (m00, m10, m01, m11))
-    real = torch.float64
-    a = torch.polar(
-        torch.ones(rows.numel(), 1, dtype=real, device=dev),
-        -math.pi * rows[:, None].to(real) / (2 * H),
+def dct2_filter_plan_radial(
+    rho: Tensor,
+    keep: Callable[[Tensor], Tensor],
+    limit: float,
+    dtype: torch.dtype = torch.float32,
+) -> DCT2FilterPlan:
+    """Plan a mask that is a function of a radius, without building the full mask.
+
+    The mask is ``keep(rho)``, and ``keep`` must be constant (per leading
+    index) for ``rho > limit``: then every FFT bin whose four DCT
+    coefficients all have ``rho > limit`` is a plain scaling, and only the
+    box around the others is evaluated. This is what makes per-sample
+    cut-offs cheap.
+
+    Args:
+        rho: ``H x W`` radius of each DCT coefficient (e.g.
+            :func:`dejavu.redaction.spectral_radius`), on the target device.
+        keep: maps a radius tensor ``h x w`` to a mask ``... x h x w`` (bool or
+            float); it is called on box-sized grids and on a ``1 x 1`` grid.
+        limit: ``keep`` is constant for ``rho > limit``.
+        dtype: float32 or float64, the dtype the filter will run in.
+
+    Returns:
+        The plan; ``dct2_filter(x, plan)`` equals ``dct2_filter(x, keep(rho))``.
+
+    Example:
+        >>> from dejavu.redaction import spectral_radius
+        >>> rho = spectral_radius(16, 24)
+        >>> cut = torch.tensor([0.1, 0.3], dtype=torch.float64).view(2, 1, 1, 1)
+        >>> plan = dct2_filter_plan_radial(rho, lambda r: r < cut, limit=0.3)
+        >>> x = torch.randn(2, 3, 16, 24)
+        >>> torch.allclose(dct2_filter(x, plan), dct2_filter(x, (rho < cut).float()), atol=1e-6)
+        True
+    """
+    _check_real(rho, "rho", 2)
+    if rho.ndim != 2:
+        raise ValueError(f"rho must be H x W, got shape {tuple(rho.shape)}")
+    H, W = rho.shape
+    Wh = W // 2 + 1
+    dev = rho.device
+    k1 = torch.arange(H, device=dev)
+    k2 = torch.arange(Wh, device=dev)
+    rows_all, cols_all = (H - k1) % H, (W - k2) % W
+    # The smallest radius among the four coefficients of each bin (index H or W: absent).
+    group = torch.stack(
+        [
+            rho[:, :Wh],
+            torch.where((k1 > 0)[:, None], rho[rows_all, :Wh], math.inf),
+            torch.where((k2 > 0)[None, :], rho[:, cols_all], math.inf),
+            torch.where(
+                (k1 > 0)[:, None] & (k2 > 0)[None, :], rho[rows_all][:, cols_all], math.inf
+            ),
+        ]
+    ).amin(0)
+    inside = group <= limit
+    fold = torch.minimum(k1, H - k1)
+    u_max, v_max, has_outside = (
+        torch.stack(
+            [
+                torch.where(inside.any(1), fold, -1).max(),
+                torch.where(inside.any(0), k2, -1).max(),
+                (~inside).any().long(),
+            ]
+        )
+        .cpu()
+        .tolist()
     )
-    b = torch.polar(
-        torch.ones(1, cols, dtype=real, device=dev), -math.pi * k2[None, :cols].to(real) / (2 * W)
+    cd = compute_dtype(dtype)
+    if has_outside:
+        beyond = keep(rho.amax().view(1, 1)).to(cd)
+        outside = _outside(beyond)
+    else:
+        beyond, outside = torch.ones(1, 1, dtype=cd, device=dev), "keep"
+    if u_max < 0:
+        return DCT2FilterPlan((H, W), tuple(beyond.shape[:-2]), beyond, outside)
+    rows, neg_rows = _box_rows(H, u_max + 1, dev)
+    cols = v_max + 1
+    has_row = (rows > 0)[:, None]
+    has_col = (k2[:cols] > 0)[None, :]
+    neg_r, neg_c = (H - rows) % H, (W - k2[:cols]) % W
+    masks = (
+        keep(rho[rows][:, :cols]).to(cd),
+        (keep(rho[neg_r][:, :cols]) * has_row).to(cd),
+        (keep(rho[rows][:, neg_c]) * has_col).to(cd),
+        (keep(rho[neg_r][:, neg_c]) * (has_row & has_col)).to(cd),
     )
-    cdtype = torch.complex128 if mask.dtype == torch.float64 else torch.complex64
-    # q' = alpha q + beta conj(q) + gamma p + delta conj(p) (see dct2_filter); conj(beta)
-    # and conj(delta) are stored because the in-place update uses them.
-    # alpha is real; it is stored complex so that applying it needs no per-call cast.
-    alpha = ((b00 + b11 + b01 + b10) / 4).to(cdtype)
-    beta_c = ((b00 + b11 - b01 - b10) / 4 * (a * b) ** 2).to(cdtype)
-    gamma = ((b00 - b11 + b01 - b10) / 4 * a.conj() ** 2).to(cdtype)
-    delta_c = ((b00 - b11 - b01 + b10) / 4 * b**2).to(cdtype)
-    return DCT2FilterPlan(
-        (H, W), m00, outside(rows, cols), rows, neg_rows, cols, alpha, beta_c, gamma, delta_c
-    )
+    return _plan((H, W), beyond, outside, rows, neg_rows, cols, masks)
 
 
 def dct2_filter(x: Tensor, mask: Tensor | DCT2FilterPlan) -> Tensor:
@@ -349,7 +475,7 @@ def dct2_filter(x: Tensor, mask: Tensor | DCT2FilterPlan) -> Tensor:
     _check_real(x, "x", 2)
     H, W = x.shape[-2:]
     if isinstance(mask, DCT2FilterPlan):
-        plan, shape = mask, (*mask.scale.shape[:-1], mask.size[1])
+        plan, shape = mask, (*mask.lead, *mask.size)
     else:
         _check_real(mask, "mask", 2)
         plan, shape = None, tuple(mask.shape)

@@ -43,7 +43,7 @@ from torch import Tensor
 from dejavu._validation import as_range, check_choice, check_image
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
-from dejavu.redaction.dct import DCT2FilterPlan, dct2_filter, dct2_filter_plan
+from dejavu.redaction.dct import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
@@ -160,9 +160,35 @@ def _keep_mask(rho: Tensor, mode: str, low: Tensor, high: Tensor, keep_dc: bool)
     in_band = (rho >= lo) & ((rho < hi) | (hi >= 1))
     keep = in_band if mode in ("lowpass", "bandpass") else ~in_band
     if keep_dc and mode in ("highpass", "bandpass"):
-        keep = keep.clone()
-        keep[..., 0, 0] = True
+        keep = keep | (rho == 0)  # rho is 0 at DC only (in both bases)
     return keep
+
+
+def _limit(low: tuple[float, float], high: tuple[float, float]) -> float:
+    """A radius beyond which the keep mask no longer changes (edges >= 1 are no limit)."""
+    return max(low[1], high[1] if high[0] < 1 else 0.0)
+
+
+def _filter(
+    h: int,
+    w: int,
+    mode: str,
+    low: Tensor,
+    high: Tensor,
+    limit: float,
+    keep_dc: bool,
+    basis: str,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor | DCT2FilterPlan:
+    """The DCT plan (dct basis) or the rfft2-grid mask (fft basis) for these edges."""
+    rho = _radius(h, w, basis, device, basis == "fft")
+    low, high = low.to(device), high.to(device)
+    if basis == "fft":
+        return _keep_mask(rho, mode, low, high, keep_dc).to(dtype)
+    return dct2_filter_plan_radial(
+        rho, lambda r: _keep_mask(r, mode, low, high, keep_dc), limit, dtype
+    )
 
 
 @cached_constant(maxsize=16)
@@ -177,11 +203,10 @@ def _fixed_filter(
     device: torch.device,
     dtype: torch.dtype,
 ) -> Tensor | DCT2FilterPlan:
-    """The filter of fixed parameters, analysed once: a DCT plan or the rfft2 mask."""
-    rho = _radius(h, w, basis, device, basis == "fft")
-    edges = [torch.tensor([e], dtype=torch.float64, device=device) for e in (low, high)]
-    keep = _keep_mask(rho, mode, *edges, keep_dc).to(dtype)
-    return dct2_filter_plan(keep) if basis == "dct" else keep
+    """The filter of fixed edges, analysed once per size, device and dtype."""
+    edges = [torch.tensor([e], dtype=torch.float64) for e in (low, high)]
+    limit = _limit((low, low), (high, high))
+    return _filter(h, w, mode, *edges, limit, keep_dc, basis, device, dtype)
 
 
 def spectral_redaction(
@@ -235,9 +260,8 @@ def spectral_redaction(
         dev = draw_device(image, generator)
         low = sample_uniform(a_lo, a_hi, B if a_lo < a_hi else 1, generator, dev)
         high = sample_uniform(b_lo, b_hi, B if b_lo < b_hi else 1, generator, dev)
-        rho = _radius(H, W, basis, image.device, basis == "fft")
-        keep = _keep_mask(rho, mode, low.to(image.device), high.to(image.device), keep_dc)
-        filt = keep.to(cd)
+        limit = _limit((a_lo, a_hi), (b_lo, b_hi))
+        filt = _filter(H, W, mode, low, high, limit, keep_dc, basis, image.device, cd)
     if basis == "dct":
         out = dct2_filter(image, filt)
     else:
