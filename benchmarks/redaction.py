@@ -21,7 +21,7 @@ table and written to ``benchmarks/results/redaction.json`` with the machine
 
 Usage::
 
-    python benchmarks/redaction.py                 # the full run (a minute or two)
+    python benchmarks/redaction.py                 # the full run (a few minutes)
     python benchmarks/redaction.py --quick         # a small batch, 3 rounds
 """
 
@@ -170,6 +170,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     spectral = ["lowpass", "highpass", "bandpass", "bandstop"]
     ratios = {f"{k}_over_rfft2_roundtrip": median[k] / rt for k in spectral}
     ratios["lowpass_fft_over_rfft2_roundtrip"] = median["lowpass (fft basis)"] / rt
+    # Each round times both back to back, so the per-round ratio shares the load of the moment.
+    paired = {
+        f"{k}_over_rfft2_roundtrip": statistics.median(
+            a / b for a, b in zip(runs[k], runs["rfft2 + irfft2"], strict=True)
+        )
+        for k in spectral
+    }
     ratios["speedup_over_scipy_loop"] = median["lowpass, scipy loop"] / median["lowpass"]
     threads = torch.get_num_threads()
     ratios[f"speedup_over_scipy_loop_workers_{threads}"] = (
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     ratios["speedup_over_separable_dct2"] = median["lowpass, separable dct2"] / median["lowpass"]
     worst = max(ratios[f"{k}_over_rfft2_roundtrip"] for k in spectral)
+    worst_paired = max(paired.values())
     result: dict[str, object] = {
         "date_utc": started,
         "machine": {**machine_info(), "load_average_before": load_before},
@@ -193,10 +201,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "min_s": {k: min(v) for k, v in runs.items()},
         "runs_s": runs,
         "ratios": ratios,
+        "paired_ratios_median_per_round": paired,
         "targets": {
             "spectral_over_rfft2_roundtrip_max": 2.0,
             "speedup_over_scipy_loop_min": 3.0,
             "spectral_over_rfft2_roundtrip_met": worst <= 2.0,
+            "spectral_over_rfft2_roundtrip_met_paired": worst_paired <= 2.0,
             "speedup_over_scipy_loop_met": ratios["speedup_over_scipy_loop"] >= 3.0,
         },
         "lowpass_max_abs_diff_vs_scipy": max_diff,
@@ -216,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     console = Console()
     console.print(table)
     console.print(
-        f"spectral / rfft2+irfft2: worst {worst:.2f} (target <= 2.0); "
+        f"spectral / rfft2+irfft2: worst {worst:.2f} as ratio of medians, {worst_paired:.2f} "
+        "as median of per-round ratios (target <= 2.0); "
         f"speed-up over the scipy loop: {ratios['speedup_over_scipy_loop']:.2f}x (target >= 3), "
         f"with workers={threads}: {ratios[f'speedup_over_scipy_loop_workers_{threads}']:.2f}x; "
         f"over separable dct2: {ratios['speedup_over_separable_dct2']:.2f}x; "
