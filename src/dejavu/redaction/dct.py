@@ -292,11 +292,14 @@ def _plan(
     cdtype = torch.complex128 if b00.dtype == torch.float64 else torch.complex64
     # q' = alpha q + beta conj(q) + gamma p + delta conj(p) (see dct2_filter). alpha is
     # real but stored complex so that applying it needs no per-call cast; conj(beta) and
-    # conj(delta) are stored because the in-place update uses them.
-    alpha = ((b00 + b11 + b01 + b10) / 4).to(cdtype)
-    beta_c = ((b00 + b11 - b01 - b10) / 4 * (a * b) ** 2).to(cdtype)
-    gamma = ((b00 - b11 + b01 - b10) / 4 * a.conj() ** 2).to(cdtype)
-    delta_c = ((b00 - b11 - b01 + b10) / 4 * b**2).to(cdtype)
+    # conj(delta) are stored because the in-place update uses them. The twiddles are cast
+    # first so that per-sample masks are combined in the compute dtype.
+    ab2, a2, b2 = (t.to(cdtype) for t in ((a * b) ** 2, a.conj() ** 2, b**2))
+    s, t, u, v = b00 + b11, b01 + b10, b00 - b11, b01 - b10
+    alpha = ((s + t) / 4).to(cdtype)
+    beta_c = (s - t) / 4 * ab2
+    gamma = (u + v) / 4 * a2
+    delta_c = (u - v) / 4 * b2
     lead = tuple(torch.broadcast_shapes(*(m.shape[:-2] for m in masks), scale.shape[:-2]))
     return DCT2FilterPlan(
         size, lead, scale, outside, rows, neg_rows, cols, alpha, beta_c, gamma, delta_c

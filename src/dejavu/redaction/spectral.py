@@ -154,7 +154,7 @@ def _parse_edges(
 
 
 def _keep_mask(rho: Tensor, mode: str, low: Tensor, high: Tensor, keep_dc: bool) -> Tensor:
-    """Boolean ``N x 1 x H x W'`` mask of the kept frequencies (``N`` = 1 or B)."""
+    """Boolean mask ``N x 1 x *rho.shape`` of the kept radii (``N``: 1 or the batch)."""
     lo = low.view(-1, 1, 1, 1)
     hi = high.view(-1, 1, 1, 1)
     in_band = (rho >= lo) & ((rho < hi) | (hi >= 1))
