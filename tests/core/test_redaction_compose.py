@@ -197,6 +197,7 @@ def _compile_unsupported() -> str | None:
     return None
 
 
+@pytest.mark.slow  # ~15 s on a cold inductor cache (2 CPU cores), ~2 s warm
 @pytest.mark.skipif(_compile_unsupported() is not None, reason=str(_compile_unsupported()))
 @pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex")
 def test_torch_compile_smoke() -> None:
