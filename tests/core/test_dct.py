@@ -7,7 +7,7 @@ import pytest
 import scipy.fft
 import torch
 
-from dejavu.redaction.dct import (
+from dejavu.redaction import (
     dct,
     dct2,
     dct2_filter,

@@ -32,6 +32,7 @@ MODULES = [
     "dejavu.redaction._params",
     "dejavu.redaction.compose",
     "dejavu.redaction.dct",
+    "dejavu.redaction.dct_filter",
     "dejavu.redaction.factory",
     "dejavu.redaction.spatial",
     "dejavu.redaction.spectral",
@@ -180,6 +181,14 @@ def test_factory_choice_items() -> None:
 def test_factory_bad_input(call, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_public_names_are_exported() -> None:
+    package = importlib.import_module("dejavu.redaction")
+    assert all(hasattr(package, name) for name in package.__all__)
+    for name in MODULES[1:]:
+        module = importlib.import_module(name)
+        assert set(getattr(module, "__all__", [])) <= set(dir(module))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,14 +12,12 @@ Example:
 from __future__ import annotations
 
 from dejavu.redaction.compose import ChoiceRedaction, IdentityRedaction, choice_redaction
-from dejavu.redaction.dct import (
+from dejavu.redaction.dct import dct, dct2, idct, idct2
+from dejavu.redaction.dct_filter import (
     DCT2FilterPlan,
-    dct,
-    dct2,
     dct2_filter,
     dct2_filter_plan,
-    idct,
-    idct2,
+    dct2_filter_plan_radial,
 )
 from dejavu.redaction.factory import REDACTION_NAMES, create_redaction
 from dejavu.redaction.spatial import (

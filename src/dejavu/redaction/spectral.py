@@ -43,7 +43,7 @@ from torch import Tensor
 from dejavu._validation import as_range, check_choice, check_image
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
-from dejavu.redaction.dct import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
+from dejavu.redaction.dct_filter import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
