@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
+import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -496,7 +498,7 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
-    """Write the full resolved config as YAML (loadable with :func:`load_config`).
+    """Write the full resolved config as YAML (loadable with :func:`load_config`), atomically.
 
     Returns:
         The path written.
@@ -504,7 +506,15 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    path.write_text(text)
+    # Temporary file + rename: a reader never sees a half-written config.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -13,7 +13,26 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from dejavu.toolkit.training.checkpoint import atomic_write
 
-__all__ = ["ImagePanels", "MetricsHistory", "read_metrics"]
+__all__ = ["ConfigSnapshot", "ImagePanels", "MetricsHistory", "read_metrics"]
+
+
+class ConfigSnapshot(pl.Callback):
+    """Write the full resolved config to ``path`` (global rank 0) when training starts.
+
+    Done in ``on_fit_start`` rather than before ``Trainer.fit`` so that under an
+    external launcher (torchrun, SLURM) only the process that Lightning knows as rank 0
+    writes (and after the checkpoint callback has checked for an empty directory).
+    """
+
+    def __init__(self, cfg: Any, path: str | Path) -> None:
+        self.cfg = cfg
+        self.path = Path(path)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from dejavu.toolkit.config import save_config
+
+        if trainer.is_global_zero:
+            save_config(self.cfg, self.path)
 
 
 class ImagePanels(pl.Callback):

@@ -281,13 +281,20 @@ class DenseDataModule(pl.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
+    def _epoch(self) -> int:
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_progress.current.processed)
+
     def train_dataloader(self) -> DataLoader:
         d = self.cfg.data
         ds = self.dataset("train")
         world, rank = self._world()
         sampler = EpochSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
-        # On resume the loader is built before Lightning's first set_epoch call.
-        sampler.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
+        # With workers, the iterator built right after this draws indices before Lightning's
+        # first set_epoch call; give it the epoch Lightning will set (the processed-epochs
+        # count, which a checkpoint saved at an epoch's end has already advanced).
+        sampler.set_epoch(self._epoch())
         per_rank = len(sampler)
         return DataLoader(
             SeededSamples(ds, self.cfg.seed),

@@ -17,6 +17,7 @@ their metrics read predictions only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -229,8 +230,11 @@ class DejaVuModule(pl.LightningModule):
     Example:
         >>> cfg = config_from_dict({"model": {"name": "fpn_test_resnet"}})
         >>> module = DejaVuModule(cfg, num_classes=6)
-        >>> sorted(module.model.base(torch.zeros(1, 3, 32, 32)))
-        ['seg']
+        >>> out = module(torch.zeros(2, 3, 32, 48))  # the base network's predictions
+        >>> out["seg"].shape
+        torch.Size([2, 6, 32, 48])
+        >>> module.eval_model() is module.model.base
+        True
     """
 
     def __init__(
@@ -355,8 +359,9 @@ class DejaVuModule(pl.LightningModule):
         values = metrics.compute()  # torchmetrics all-reduces the states under DDP
         metrics.reset()
         if not self.trainer.sanity_checking:
-            # Already identical on every rank; sync_dist would only average equal numbers.
-            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=False)
+            # The values are already identical on every rank; sync_dist averages equal
+            # numbers (exactly) and keeps every rank's logged value the same.
+            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, sync_dist=True)
         return values
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -397,6 +402,26 @@ class DejaVuModule(pl.LightningModule):
                                    "name": part + suffix})  # fmt: skip
         return groups
 
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run (the poly schedule's length).
+
+        Computed from the data module's loader length rather than with
+        ``trainer.estimated_stepping_batches``, which builds and starts the
+        training iterator before a resumed run has restored its epoch (with
+        workers, that iterator would already have drawn the wrong epoch's order).
+        """
+        t = self.cfg.trainer
+        if t.max_steps > 0:
+            return t.max_steps
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            total = self.trainer.estimated_stepping_batches
+            return max(1, int(total)) if math.isfinite(total) else 1
+        batches = len(datamodule.train_dataloader())  # per process
+        limit = t.limit_train_batches
+        batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+        return max(1, math.ceil(batches / t.accumulate_grad_batches) * t.max_epochs)
+
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim
         groups = self.parameter_groups()
@@ -408,9 +433,7 @@ class DejaVuModule(pl.LightningModule):
             optimizer = torch.optim.SGD(
                 groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
             )
-        total = self.trainer.estimated_stepping_batches
-        total = int(total) if total != float("inf") else max(self.cfg.trainer.max_steps, 1)
-        scheduler = poly_scheduler(optimizer, max(total, 1), o.poly_power, o.warmup_steps)
+        scheduler = poly_scheduler(optimizer, self.total_steps(), o.poly_power, o.warmup_steps)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},

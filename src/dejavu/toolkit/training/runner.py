@@ -49,11 +49,15 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 
-from dejavu.toolkit.config import ExperimentConfig, config_from_dict, save_config, validate_config
-from dejavu.toolkit.training.callbacks import ImagePanels, MetricsHistory, read_metrics
+from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
+from dejavu.toolkit.training.callbacks import (
+    ConfigSnapshot,
+    ImagePanels,
+    MetricsHistory,
+    read_metrics,
+)
 from dejavu.toolkit.training.checkpoint import (
     BASE_WEIGHTS,
     AtomicCheckpointIO,
@@ -217,12 +221,10 @@ def run_fit(
         std=dm.std,
         input_size=dm.input_size,
     )
-    if rank_zero_only.rank == 0:
-        save_config(cfg, run_dir / "config.yaml")
-
     validates = cfg.trainer.limit_val_batches != 0
     monitor, mode = default_monitor(cfg) if validates else (None, "max")
     cbs: list[pl.Callback] = [
+        ConfigSnapshot(cfg, run_dir / "config.yaml"),
         make_model_checkpoint(
             run_dir,
             f"val/{monitor}" if monitor else None,
