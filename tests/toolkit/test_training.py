@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -277,6 +278,20 @@ def test_crash_during_save_keeps_last_checkpoint_and_resume_is_exact(tmp_path, c
     assert resumed.history == straight.history
 
 
+def test_max_steps_in_mid_epoch_still_validates_and_saves(tmp_path, cache):
+    # 3 batches per epoch: step 4 is the first batch of the second epoch
+    cfg = tiny_cfg(tmp_path, cache, "steps", "trainer.max_steps=4")
+    result = run_fit(cfg, enable_progress_bar=False)
+    assert [(h["epoch"], h["step"]) for h in result.history] == [(0, 3), (1, 4)]
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert json.loads((result.run_dir / "base.json").read_text())["global_step"] == 4
+    # the poly schedule spans exactly max_steps: the rate has reached 0
+    assert ckpt["lr_schedulers"][0]["_last_lr"] == [0.0] * len(
+        ckpt["optimizer_states"][0]["param_groups"]
+    )
+
+
 def test_atomic_checkpoint_io_keeps_the_previous_file(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
@@ -297,6 +312,41 @@ def test_atomic_checkpoint_io_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     io.save_checkpoint({"step": 3}, path)  # a later save replaces it
     assert io.load_checkpoint(path)["step"] == 3
+
+
+SHARED_DATA = Path(
+    os.environ.get("DEJAVU_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(
+    not (SHARED_DATA / "camvid").is_dir(), reason=f"CamVid not found under {SHARED_DATA}"
+)
+def test_camvid_config_trains_on_real_frames(tmp_path):
+    config = Path(__file__).resolve().parents[2] / "configs" / "camvid" / "hrnet18_dejavu.yaml"
+    cfg = load_config(
+        config,
+        [
+            f"output_dir={tmp_path}",
+            f"data.root={SHARED_DATA / 'camvid'}",
+            "data.num_train=4",
+            "data.num_val=2",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.crop_size=[96, 128]",
+            "model.name=fpn_test_resnet",
+            "trainer.max_steps=2",
+            "trainer.accelerator=cpu",
+            "trainer.image_log_every_n_steps=1",
+        ],
+    )
+    result = run_fit(cfg, enable_progress_bar=False)
+    assert 0.0 <= result.metrics["seg/miou"] <= 1.0
+    assert len(list((result.run_dir / "images").glob("*.png"))) == 2
+    _, meta = load_eval_model(result.run_dir)
+    assert meta["num_classes"] == 11 and meta["class_names"][0] == "Sky"
+    assert meta["input_size"] == [96, 128]
 
 
 # ----------------------------------------------------------------------------- units

@@ -20,7 +20,13 @@ Example:
 
 from __future__ import annotations
 
-from dejavu.toolkit.training.callbacks import ImagePanels, MetricsHistory, read_metrics
+from dejavu.toolkit.training.callbacks import (
+    ConfigSnapshot,
+    FinishAtMaxSteps,
+    ImagePanels,
+    MetricsHistory,
+    read_metrics,
+)
 from dejavu.toolkit.training.checkpoint import (
     AtomicCheckpointIO,
     BaseExport,
@@ -54,9 +60,11 @@ from dejavu.toolkit.training.schedules import PolyLR, poly_factor, poly_schedule
 __all__ = [
     "AtomicCheckpointIO",
     "BaseExport",
+    "ConfigSnapshot",
     "DejaVuModule",
     "DenseDataModule",
     "EpochSampler",
+    "FinishAtMaxSteps",
     "FitResult",
     "ImagePanels",
     "MetricsHistory",

@@ -13,7 +13,29 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from dejavu.toolkit.training.checkpoint import atomic_write
 
-__all__ = ["ConfigSnapshot", "ImagePanels", "MetricsHistory", "read_metrics"]
+__all__ = ["ConfigSnapshot", "FinishAtMaxSteps", "ImagePanels", "MetricsHistory", "read_metrics"]
+
+
+class FinishAtMaxSteps(pl.Callback):
+    """Validate and checkpoint when ``max_steps`` ends training in the middle of an epoch.
+
+    Lightning stops at ``max_steps`` without validating or saving unless the step
+    happens to close an epoch, so the final weights would be lost. Requesting a
+    stop (``trainer.should_stop``) at that step makes Lightning run the
+    validation loop, after which the checkpoint callback saves ``last.ckpt``
+    (and ``best.ckpt``) as at an epoch's end.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
 
 
 class ConfigSnapshot(pl.Callback):

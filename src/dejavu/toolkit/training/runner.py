@@ -37,10 +37,13 @@ Several GPUs and nodes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ from torch import nn
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
+    FinishAtMaxSteps,
     ImagePanels,
     MetricsHistory,
     read_metrics,
@@ -106,6 +110,23 @@ class FitResult:
 
 def _want_progress(enable: bool | None) -> bool:
     return sys.stdout.isatty() if enable is None else bool(enable)
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    """Silence Lightning's informational messages (device summary, tips) for a while."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def build_trainer(
@@ -196,7 +217,8 @@ def run_fit(
             from that checkpoint; ``False`` starts fresh (refused when the run
             directory already holds ``last.ckpt``).
         callbacks: extra Lightning callbacks.
-        enable_progress_bar: a rich progress bar; ``None``: only on a terminal.
+        enable_progress_bar: a rich progress bar and Lightning's messages; ``None``:
+            only when stdout is a terminal (quiet otherwise).
 
     Returns:
         A :class:`FitResult`.
@@ -233,16 +255,19 @@ def run_fit(
         ),
         BaseExport(run_dir, DejaVuModule.export_metadata),
         MetricsHistory(run_dir / "metrics.json"),
+        FinishAtMaxSteps(),
     ]
     if cfg.trainer.image_log_every_n_steps > 0:
         cbs.append(ImagePanels(run_dir / "images", dm.mean, dm.std))
     cbs.extend(callbacks)
-    trainer = build_trainer(
-        cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=enable_progress_bar
-    )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    train_time = time.perf_counter() - start
+    progress = _want_progress(enable_progress_bar)
+    with _quiet(not progress), warnings.catch_warnings():
+        # Checkpoints share the run directory with the logs by design.
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        trainer = build_trainer(cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=progress)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        train_time = time.perf_counter() - start
 
     metrics_path = run_dir / "metrics.json"
     metrics, history = read_metrics(metrics_path) if metrics_path.is_file() else ({}, [])
@@ -360,9 +385,10 @@ def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Pat
 def _evaluate(cfg: ExperimentConfig, checkpoint: str | Path, stage: str) -> dict[str, float]:
     dm = DenseDataModule(cfg)
     module = _module_for_eval(cfg, dm, Path(checkpoint))
-    trainer = build_trainer(cfg, fit=False, enable_progress_bar=False)
-    run = trainer.validate if stage == "val" else trainer.test
-    results = run(module, datamodule=dm, verbose=False)
+    with _quiet(True):
+        trainer = build_trainer(cfg, fit=False, enable_progress_bar=False)
+        run = trainer.validate if stage == "val" else trainer.test
+        results = run(module, datamodule=dm, verbose=False)
     prefix = f"{stage}/"
     return {k[len(prefix) :]: float(v) for k, v in results[0].items() if k.startswith(prefix)}
 
