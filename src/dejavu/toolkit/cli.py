@@ -34,8 +34,10 @@ EXIT_USAGE = 2
 
 
 def _console() -> Console:
-    # Built per call so that output follows sys.stdout when tests capture it.
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    # Built per call so that output follows sys.stdout when tests capture it. Written to
+    # a file or a pipe, tables get room (rich would assume 80 columns and wrap cells).
+    width = None if sys.stdout.isatty() else 140
+    return Console(file=sys.stdout, highlight=False, width=width)
 
 
 def _error(message: str) -> None:
@@ -269,11 +271,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ) from exc
     console = _console()
     console.print(_metrics_table("final validation metrics", result.metrics))
-    console.print(f"run directory:   {result.run_dir}")
-    console.print(f"last checkpoint: {result.last_checkpoint}")
+    print(f"run directory:   {result.run_dir}")
+    print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint is not None:
-        console.print(f"best checkpoint: {result.best_checkpoint}")
-    console.print(f"training time:   {result.train_time_s:.1f} s")
+        print(f"best checkpoint: {result.best_checkpoint}")
+    print(f"training time:   {result.train_time_s:.1f} s")
     if args.json is not None:
         _write_json(args.json, result.metrics)
     return EXIT_OK
@@ -303,7 +305,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"input not found: {path}")
     cfg = _load_config(args)
     written = run_predict(cfg, args.ckpt, args.input, args.out)
-    _console().print(f"wrote {len(written)} file(s) to {args.out}")
+    print(f"wrote {len(written)} file(s) to {args.out}")
     return EXIT_OK
 
 
@@ -327,10 +329,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         variants=variants,
         out_dir=args.out,
-        log=lambda msg: console.print(msg, markup=False),
+        log=lambda line: print(line, flush=True),
     )
     console.print(compare_table(report))
-    console.print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
+    print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
     return EXIT_OK
 
 
@@ -346,7 +348,7 @@ def _cmd_redact(args: argparse.Namespace) -> int:
         params=parse_params(args.params),
         max_size=args.max_size,
     )
-    _console().print(f"wrote {path}")
+    print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -366,14 +368,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         table.add_row(key, f"{diff:.3e}")
     console = _console()
     console.print(table)
-    console.print(f"wrote {result.path}")
+    print(f"wrote {result.path}")
     if not result.ok:
         _error(
             f"exported model differs from PyTorch by {result.max_abs_diff:.3e} "
             f"(> atol {result.atol:.1e})"
         )
         return EXIT_FAILED
-    console.print(f"verified: max abs diff {result.max_abs_diff:.3e} <= {result.atol:.1e}")
+    print(f"verified: max abs diff {result.max_abs_diff:.3e} <= {result.atol:.1e}")
     return EXIT_OK
 
 

@@ -1,0 +1,174 @@
+"""``dejavu`` command line: parsing, ``--set`` overrides, errors and the listing commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import dejavu
+from dejavu.redaction import REDACTION_NAMES
+from dejavu.toolkit.cli import build_parser, main
+from dejavu.toolkit.models import list_models
+
+COMMANDS = ("fit", "validate", "test", "predict", "compare", "redact", "export", "demo")
+
+
+def write_config(directory: Path, **extra: object) -> Path:
+    """A tiny segmentation config on the embedded scenes (seconds to train)."""
+    cfg = {
+        "name": "tiny",
+        "output_dir": str(directory / "runs"),
+        "task": {"name": "segmentation"},
+        "data": {
+            "root": str(directory / "cache"),
+            "batch_size": 2,
+            "num_workers": 0,
+            "num_train": 4,
+            "num_val": 2,
+            "test_split": "val",
+            "kwargs": {"size": [32, 48]},
+        },
+        "model": {"name": "fpn_test_resnet"},
+        "dejavu": {"enabled": True, "crm": {"kind": "forward", "width": 8, "depth": 2}},
+        "trainer": {
+            "max_steps": 2,
+            "accelerator": "cpu",
+            "log_every_n_steps": 1,
+            "image_log_every_n_steps": 0,
+        },
+    }
+    cfg.update(extra)
+    path = directory / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_version(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dejavu {dejavu.__version__}"
+
+
+def test_help_lists_every_command(capsys) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert command in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, capsys) -> None:
+    assert main([command, "--help"]) == 0
+    assert f"usage: dejavu {command}" in capsys.readouterr().out
+
+
+def test_missing_command_is_a_usage_error(capsys) -> None:
+    assert main([]) == 2
+    assert "usage: dejavu" in capsys.readouterr().err
+
+
+def test_models_and_redactions_list_the_library(capsys) -> None:
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == list_models()
+    assert main(["redactions"]) == 0
+    assert tuple(capsys.readouterr().out.split()) == REDACTION_NAMES
+
+
+def test_set_is_repeatable_and_kept_in_order() -> None:
+    args = build_parser().parse_args(
+        ["fit", "c.yaml", "--set", "optim.lr=0.1", "--set", "seed=3", "--resume"]
+    )
+    assert args.overrides == ["optim.lr=0.1", "seed=3"]
+    assert args.resume is True
+    args = build_parser().parse_args(["fit", "c.yaml", "--resume", "x.ckpt"])
+    assert args.resume == "x.ckpt"
+    assert build_parser().parse_args(["fit", "c.yaml"]).resume is False
+
+
+def test_unknown_key_lists_valid_keys(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path)
+    assert main(["fit", str(config), "--set", "trainer.max_step=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dejavu: error:")
+    assert "trainer.max_step" in err
+    for valid in ("'max_steps'", "'max_epochs'", "'precision'"):
+        assert valid in err
+    assert "Traceback" not in err
+    # Nothing was trained.
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_top_level_key(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path)
+    assert main(["validate", str(config), "--ckpt", str(config), "--set", "optimizer.lr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "'optim'" in err and "'trainer'" in err and "'dejavu'" in err
+
+
+def test_bad_value_and_malformed_override(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path)
+    assert main(["fit", str(config), "--set", "optim.lr=-1"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+    assert main(["fit", str(config), "--set", "optim.lr"]) == 2
+    assert "a.b.c=value" in capsys.readouterr().err
+
+
+def test_missing_config_is_named(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "none.yaml"
+    assert main(["fit", str(missing)]) == 2
+    assert "none.yaml" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path)
+    ckpt = tmp_path / "nope.ckpt"
+    for command in (["validate"], ["test"]):
+        assert main([*command, str(config), "--ckpt", str(ckpt)]) == 2
+        assert str(ckpt) in capsys.readouterr().err
+    assert main(["export", str(ckpt), "--format", "onnx"]) == 2
+    assert str(ckpt) in capsys.readouterr().err
+
+
+def test_export_format_is_checked(tmp_path: Path, capsys) -> None:
+    assert main(["export", str(tmp_path / "x.ckpt"), "--format", "tflite"]) == 2
+    err = capsys.readouterr().err
+    assert "onnx" in err and "torchscript" in err and "safetensors" in err
+
+
+def test_set_overrides_reach_the_run(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path)
+    rc = main(
+        [
+            "fit",
+            str(config),
+            "--set",
+            "name=overridden",
+            "--set",
+            "optim.lr=0.005",
+            "--set",
+            "trainer.max_steps=1",
+            "--output-dir",
+            str(tmp_path / "elsewhere"),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    run = tmp_path / "elsewhere" / "overridden"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.005
+    assert saved["trainer"]["max_steps"] == 1
+    assert (run / "last.ckpt").is_file()
+    assert str(run / "last.ckpt") in capsys.readouterr().out
+    # A second fit into the same run is refused with a hint, not a traceback.
+    args = [
+        "fit",
+        str(config),
+        "--set",
+        "name=overridden",
+        "--output-dir",
+        str(tmp_path / "elsewhere"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "Traceback" not in err

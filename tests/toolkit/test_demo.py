@@ -1,0 +1,62 @@
+"""``dejavu demo --quick``: end to end, with its panels and its notice."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dejavu.toolkit.cli import main
+from dejavu.toolkit.demo import DEMO_TASKS, FULL, HEADLINE_METRICS, QUICK, demo_config
+
+
+def test_demo_configs_differ_only_in_dejavu() -> None:
+    from dejavu.toolkit.config import config_to_dict
+
+    for task in DEMO_TASKS:
+        base = config_to_dict(demo_config(task, False, FULL))
+        dv = config_to_dict(demo_config(task, True, FULL))
+        assert base["dejavu"]["enabled"] is False and dv["dejavu"]["enabled"] is True
+        base.pop("name"), dv.pop("name")
+        base["dejavu"].pop("enabled"), dv["dejavu"].pop("enabled")
+        assert base == dv
+    # The paper's pairing: spatial redaction for segmentation, spectral for geometry.
+    assert demo_config("segmentation", True).dejavu.redaction["name"] == "random"
+    assert demo_config("depth", True).dejavu.redaction["name"] == "bandstop"
+    assert demo_config("normals", True).dejavu.redaction["name"] == "bandstop"
+    with pytest.raises(ValueError, match="allowed"):
+        demo_config("panoptic", True)
+
+
+def test_quick_demo_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DEJAVU_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    start = time.perf_counter()
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60  # ~10 s alone; generous for 2 shared cores
+    stdout = capsys.readouterr().out
+    assert "NOT evidence" in " ".join(stdout.split())
+    for task in DEMO_TASKS:
+        assert task in stdout
+        with Image.open(out / f"{task}_panel.png") as panel:
+            width, height = panel.size
+        # six columns (input, truth, baseline, DejaVu, redacted, regenerated), QUICK rows
+        assert width > 3 * height / QUICK.panel_images
+    results = json.loads((out / "demo.json").read_text())
+    for task in DEMO_TASKS:
+        for variant in ("baseline", "dejavu"):
+            metrics = results["metrics"][task][variant]
+            for name in HEADLINE_METRICS[task]:
+                assert name in metrics
+            # the number printed in the table is the run's own final metric
+            run_final = json.loads(
+                (out / "runs" / f"{task}_{variant}" / "metrics.json").read_text()
+            )["final"]
+            assert metrics == pytest.approx(run_final)
+    assert "NOT evidence" in (out / "demo.md").read_text()
+    # A second demo into the same folder replaces the runs instead of failing.
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
