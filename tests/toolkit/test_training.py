@@ -278,6 +278,32 @@ def test_crash_during_save_keeps_last_checkpoint_and_resume_is_exact(tmp_path, c
     assert resumed.history == straight.history
 
 
+@pytest.mark.parametrize(
+    ("task", "redaction", "keys"),
+    [
+        ("depth", "{name: bandstop}", {"depth/rmse", "depth/abs_err", "depth/delta1"}),
+        ("normals", "{name: bandstop}", {"normals/mean", "normals/within_30"}),
+        (
+            "multitask",
+            "{name: choice, redactions: [random, bandstop]}",
+            {"seg/miou", "depth/rmse", "normals/mean"},
+        ),
+    ],
+)
+def test_geometry_and_multitask_runs(tmp_path, cache, task, redaction, keys):
+    cfg = tiny_cfg(
+        tmp_path, cache, task, f"task.name={task}", f"dejavu.redaction={redaction}",
+        "trainer.max_steps=2", "trainer.image_log_every_n_steps=1",
+    )  # fmt: skip
+    result = run_fit(cfg, enable_progress_bar=False)
+    assert keys <= set(result.metrics)
+    assert all(math.isfinite(result.metrics[k]) for k in keys)
+    assert result.best_checkpoint is not None  # ranked by the task's main metric
+    _, meta = load_eval_model(result.run_dir)
+    assert set(meta["heads"]) == {"multitask": {"seg", "depth", "normals"}}.get(task, {task})
+    assert len(list((result.run_dir / "images").glob("*.png"))) == 2
+
+
 def test_max_steps_in_mid_epoch_still_validates_and_saves(tmp_path, cache):
     # 3 batches per epoch: step 4 is the first batch of the second epoch
     cfg = tiny_cfg(tmp_path, cache, "steps", "trainer.max_steps=4")

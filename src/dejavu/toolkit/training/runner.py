@@ -289,6 +289,19 @@ def _load_ckpt(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _module_from_hparams(cfg: ExperimentConfig, hp: dict[str, Any]) -> DejaVuModule:
+    from dejavu.toolkit.training.module import IMAGENET_MEAN, IMAGENET_STD
+
+    return DejaVuModule(
+        cfg,
+        num_classes=hp.get("num_classes"),
+        class_names=hp.get("class_names"),
+        mean=hp.get("mean") or IMAGENET_MEAN,
+        std=hp.get("std") or IMAGENET_STD,
+        input_size=hp.get("input_size"),
+    )
+
+
 def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
     """Rebuild the training module of a run from a Lightning checkpoint.
 
@@ -301,14 +314,7 @@ def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
     if not isinstance(hp, dict) or "config" not in hp:
         raise ValueError(f"{checkpoint} is not a dejavu training checkpoint (no saved config)")
     cfg = config_from_dict(hp["config"])
-    module = DejaVuModule(
-        cfg,
-        num_classes=hp.get("num_classes"),
-        class_names=hp.get("class_names"),
-        mean=hp.get("mean"),
-        std=hp.get("std"),
-        input_size=hp.get("input_size"),
-    )
+    module = _module_from_hparams(cfg, hp)
     module.load_state_dict(ckpt["state_dict"], strict=True)
     return cfg, module.eval()
 
@@ -346,15 +352,7 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
     hp = ckpt.get("hyper_parameters") or {}
     if "config" not in hp:
         raise ValueError(f"{path} is not a dejavu training checkpoint (no saved config)")
-    cfg = _eval_config(config_from_dict(hp["config"]))
-    module = DejaVuModule(
-        cfg,
-        num_classes=hp.get("num_classes"),
-        class_names=hp.get("class_names"),
-        mean=hp.get("mean"),
-        std=hp.get("std"),
-        input_size=hp.get("input_size"),
-    )
+    module = _module_from_hparams(_eval_config(config_from_dict(hp["config"])), hp)
     base_state, _ = split_state_dict(ckpt["state_dict"])
     model = module.eval_model()
     model.load_state_dict(base_state, strict=True)
