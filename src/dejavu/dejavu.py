@@ -23,7 +23,7 @@ from dejavu.crm import ForwardCRM, RecursiveCRM
 from dejavu.losses import RegenerationLoss
 from dejavu.redaction import Redaction, create_redaction
 
-__all__ = ["LOSS_KEYS", "DejaVu", "TaskLoss"]
+__all__ = ["LOSS_KEYS", "DejaVu", "TaskLoss", "prediction_dict", "split_task_loss"]
 
 #: A task loss maps (predictions, batch) to a scalar, or to a dict of named
 #: scalars whose ``"loss"`` entry is the total.
@@ -232,16 +232,8 @@ class DejaVu(nn.Module):
     def predict(self, image: Tensor, redacted: Tensor | None = None) -> dict[str, Tensor]:
         """Run the base network and return its outputs as a dict."""
         if getattr(self.base, "supports_shared_attention", False):
-            out = self.base(image, redacted=redacted)
-        else:
-            out = self.base(image)
-        if isinstance(out, Tensor):
-            return {self.output_key: out}
-        if not isinstance(out, Mapping):
-            raise ValueError(
-                f"the base network must return a Tensor or a dict of Tensors, got {type(out)!r}"
-            )
-        return dict(out)
+            return prediction_dict(self.base(image, redacted=redacted), self.output_key)
+        return prediction_dict(self.base(image), self.output_key)
 
     def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
         """Compute every loss for one batch.
@@ -328,18 +320,45 @@ class DejaVu(nn.Module):
     def _task_loss(
         self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        value = self.task_loss(pred, batch)
-        if isinstance(value, Tensor):
-            return value, {}
-        if not isinstance(value, Mapping) or "loss" not in value:
-            raise ValueError(
-                "task_loss must return a scalar Tensor or a dict with a 'loss' entry, "
-                f"got {type(value)!r}"
-            )
-        return value["loss"], {k: v for k, v in value.items() if k != "loss"}
+        return split_task_loss(self.task_loss(pred, batch))
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def prediction_dict(out: Tensor | Mapping[str, Tensor], key: str = "seg") -> dict[str, Tensor]:
+    """A base network's output as a dict: a bare tensor is stored under ``key``.
+
+    Example:
+        >>> list(prediction_dict(torch.zeros(1, 2, 4, 4)))
+        ['seg']
+    """
+    if isinstance(out, Tensor):
+        return {key: out}
+    if not isinstance(out, Mapping):
+        raise ValueError(
+            f"the base network must return a Tensor or a dict of Tensors, got {type(out)!r}"
+        )
+    return dict(out)
+
+
+def split_task_loss(value: Tensor | Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Split a task loss's result into ``(total, named parts)``.
+
+    A task loss returns a scalar, or a dict whose ``"loss"`` entry is the total.
+
+    Example:
+        >>> split_task_loss({"loss": torch.tensor(3.0), "seg": torch.tensor(3.0)})
+        (tensor(3.), {'seg': tensor(3.)})
+    """
+    if isinstance(value, Tensor):
+        return value, {}
+    if not isinstance(value, Mapping) or "loss" not in value:
+        raise ValueError(
+            "task_loss must return a scalar Tensor or a dict with a 'loss' entry, "
+            f"got {type(value)!r}"
+        )
+    return value["loss"], {k: v for k, v in value.items() if k != "loss"}

@@ -43,15 +43,6 @@ ODD = (45, 61)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # two pytest workers on two shared cores: more threads only contend (10x slower here)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
 

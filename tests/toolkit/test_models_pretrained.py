@@ -15,15 +15,6 @@ from dejavu.toolkit.models import create_model, load_pretrained, read_state_dict
 X = torch.randn(1, 3, 37, 50, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two pytest workers on two shared cores: more threads only contend (10x slower here)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _outputs(model: nn.Module) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         return model.eval()(X)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dejavu._validation import check_image
-from dejavu.dejavu import LOSS_KEYS, DejaVu
+from dejavu.dejavu import LOSS_KEYS, DejaVu, prediction_dict, split_task_loss
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
 from dejavu.toolkit.tasks import Task, create_task
 from dejavu.toolkit.training.datamodule import derive_seed
@@ -113,13 +113,8 @@ class TaskObjective(nn.Module):
         if self.image_key not in batch:
             raise ValueError(f"batch has no {self.image_key!r} entry; keys: {sorted(batch)}")
         image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
-        pred = self.base(image)
-        pred = {self.output_key: pred} if isinstance(pred, Tensor) else dict(pred)
-        value = self.task_loss(pred, batch)
-        if isinstance(value, Tensor):
-            total, parts = value, {}
-        else:
-            total, parts = value["loss"], {k: v for k, v in value.items() if k != "loss"}
+        pred = prediction_dict(self.base(image), self.output_key)
+        total, parts = split_task_loss(self.task_loss(pred, batch))
         zero = total.new_zeros(())
         out: dict[str, Any] = {f"task/{k}": v for k, v in parts.items()}
         out.update(
