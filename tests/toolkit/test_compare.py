@@ -16,6 +16,7 @@ from dejavu.toolkit.cli import main
 from dejavu.toolkit.compare import (
     compare_markdown,
     parse_variant,
+    parse_variants,
     resolve_seeds,
     summarize,
 )
@@ -74,6 +75,12 @@ def test_parse_variant() -> None:
     for bad in ("no-colon", "bad name:a=1", "x:novalue"):
         with pytest.raises(ValueError):
             parse_variant(bad)
+
+
+def test_parse_variants_rejects_duplicate_names() -> None:
+    assert list(parse_variants(["b:seed=1", "a:seed=2"])) == ["b", "a"]
+    with pytest.raises(ValueError, match="twice"):
+        parse_variants(["a:seed=1", "a:seed=2"])
 
 
 def test_resolve_seeds() -> None:
@@ -215,7 +222,7 @@ def test_compare_named_variant_and_seed_list(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     out = tmp_path / "cmp"
     args = ["compare", str(config), "--seed-list", "3", "--out", str(out)]
-    assert main([*args, "--variant", "plain:dejavu.enabled=false"]) == 0
+    assert main([*args, "--variants", "plain:dejavu.enabled=false"]) == 0
     report = json.loads((out / "compare.json").read_text())
     assert report["variants"] == ["plain"] and report["seeds"] == [3]
     saved = yaml.safe_load((out / "runs" / "plain" / "seed3" / "config.yaml").read_text())

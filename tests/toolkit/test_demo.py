@@ -7,10 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from dejavu.toolkit.cli import main
-from dejavu.toolkit.demo import DEMO_TASKS, FULL, HEADLINE_METRICS, QUICK, demo_config
+from dejavu.toolkit.demo import (
+    DEMO_TASKS,
+    FULL,
+    HEADLINE_METRICS,
+    QUICK,
+    demo_config,
+    demo_threads,
+)
 
 
 def test_demo_configs_differ_only_in_dejavu() -> None:
@@ -31,12 +39,25 @@ def test_demo_configs_differ_only_in_dejavu() -> None:
         demo_config("panoptic", True)
 
 
+def test_demo_threads_leaves_busy_cores_alone(monkeypatch) -> None:
+    import os
+
+    assert 1 <= demo_threads() <= torch.get_num_threads()
+    monkeypatch.setattr(os, "getloadavg", lambda: (100.0, 100.0, 100.0))
+    assert demo_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    cores = len(os.sched_getaffinity(0))
+    assert demo_threads() == min(torch.get_num_threads(), cores)
+
+
 def test_quick_demo_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DEJAVU_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     start = time.perf_counter()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     elapsed = time.perf_counter() - start
+    assert torch.get_num_threads() == threads  # restored
     assert elapsed < 60  # ~10 s alone; generous for 2 shared cores
     stdout = capsys.readouterr().out
     assert "NOT evidence" in " ".join(stdout.split())

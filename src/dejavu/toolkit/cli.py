@@ -46,14 +46,18 @@ def _error(message: str) -> None:
 
 # --------------------------------------------------------------------- parser
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="experiment config (YAML), e.g. configs/scenes/...")
+    p.add_argument(
+        "config",
+        type=Path,
+        help="experiment config (YAML), e.g. configs/scenes/segmentation_dejavu.yaml",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=100 (repeatable)",
+        help="override a config value, e.g. --set trainer.max_steps=100 (repeatable)",
     )
 
 
@@ -127,14 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
     p.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds")
     p.add_argument(
+        "--variants",
         "--variant",
         dest="variants",
-        action="append",
+        nargs="+",
+        action="extend",
         default=None,
         metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
         help=(
-            "a named override set to compare (repeatable); the default is "
-            "baseline:dejavu.enabled=false and dejavu:dejavu.enabled=true"
+            "named override sets to compare instead of the default two "
+            "(baseline:dejavu.enabled=false dejavu:dejavu.enabled=true), e.g. "
+            "--variants base:dejavu.enabled=false blocks:dejavu.redaction.name=blocks"
         ),
     )
     p.add_argument("--out", type=Path, default=None, help="output directory")
@@ -313,15 +320,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from dejavu.toolkit.compare import (
         compare_table,
         default_variants,
-        parse_variant,
+        parse_variants,
         resolve_seeds,
         run_compare,
     )
 
     seeds = resolve_seeds(args.seeds, args.seed_list)
-    variants = (
-        dict(parse_variant(v) for v in args.variants) if args.variants else default_variants()
-    )
+    variants = parse_variants(args.variants) if args.variants else default_variants()
     console = _console()
     report = run_compare(
         args.config,

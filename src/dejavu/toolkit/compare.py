@@ -36,6 +36,7 @@ __all__ = [
     "default_variants",
     "machine_info",
     "parse_variant",
+    "parse_variants",
     "resolve_seeds",
     "run_compare",
     "summarize",
@@ -75,6 +76,22 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
         if "=" not in o:
             raise ValueError(f"variant {name!r}: override must be key=value, got {o!r}")
     return name, overrides
+
+
+def parse_variants(texts: Sequence[str]) -> dict[str, list[str]]:
+    """Parse several ``NAME:overrides`` strings (see :func:`parse_variant`); names must differ.
+
+    Example:
+        >>> parse_variants(["a:dejavu.enabled=false", "b:dejavu.enabled=true"])
+        {'a': ['dejavu.enabled=false'], 'b': ['dejavu.enabled=true']}
+    """
+    variants: dict[str, list[str]] = {}
+    for text in texts:
+        name, overrides = parse_variant(text)
+        if name in variants:
+            raise ValueError(f"variant name {name!r} is given twice; names must be unique")
+        variants[name] = overrides
+    return variants
 
 
 def resolve_seeds(num_seeds: int | None, seed_list: Sequence[int] | None) -> list[int]:
