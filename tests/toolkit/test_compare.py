@@ -233,3 +233,24 @@ def test_compare_needs_seeds(tmp_path: Path, capsys) -> None:
     config = _write_config(tmp_path)
     assert main(["compare", str(config)]) == 2
     assert "seed" in capsys.readouterr().err
+
+
+def test_compare_again_reuses_finished_runs(compared: tuple[dict, Path, str]) -> None:
+    report, out, _ = compared
+    config = out.parent / "tiny_dejavu.yaml"
+    ckpts = [Path(c) for v in ("baseline", "dejavu") for c in report[v]["checkpoints"]]
+    stamps = [c.stat().st_mtime_ns for c in ckpts]
+    lines: list[str] = []
+    again = compare_module.run_compare(config, [0, 1], out_dir=out, log=lines.append)
+    # Nothing retrained: same checkpoints untouched, same per-seed results.
+    assert [c.stat().st_mtime_ns for c in ckpts] == stamps
+    assert sum("reusing the finished run" in line for line in lines) == 4
+    for variant in ("baseline", "dejavu"):
+        assert again[variant]["miou"] == report[variant]["miou"]
+
+
+def test_compare_refuses_a_run_dir_with_another_config(compared: tuple[dict, Path, str]) -> None:
+    _, out, _ = compared
+    config = out.parent / "tiny_dejavu.yaml"
+    with pytest.raises(FileExistsError, match="different config"):
+        compare_module.run_compare(config, [0], out_dir=out, overrides=["optim.lr=0.5"])

@@ -186,6 +186,12 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train every variant once per seed and write ``compare.md`` and ``compare.json``.
 
+    Run ``s`` of variant ``v`` lives in ``<out_dir>/runs/<v>/seed<s>``. A run
+    found there with the same resolved config is reused when finished and
+    resumed when not, so an interrupted comparison continues where it stopped
+    and runs trained separately (say, in parallel with ``dejavu fit ... --set
+    output_dir=<out_dir>/runs/<v> --set name=seed<s>``) are collected.
+
     Args:
         config: an experiment config; the variants' overrides are applied on
             top of it (so it may be the DejaVu config or its base).
@@ -247,7 +253,7 @@ def run_compare(
             ]
             cfg = load_config(config, run_overrides)
             say(f"[{name}] seed {seed}: training ...")
-            result = run_fit(cfg, enable_progress_bar=enable_progress_bar)
+            result = _fit_or_reuse(cfg, run_fit, say, enable_progress_bar)
             metrics = _final_metrics(result.metrics)
             say(
                 f"[{name}] seed {seed}: done in {result.train_time_s:.1f} s: "
@@ -291,6 +297,51 @@ def run_compare(
     md_path.write_text(compare_markdown(report))
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], None], bar: Any):
+    """Train one run of the comparison, or pick up what an earlier launch left.
+
+    A run directory that already holds this exact resolved config is reused
+    when its training finished (the last validation reached the configured
+    last epoch or step) and resumed from ``last.ckpt`` otherwise, so an
+    interrupted ``compare`` continues where it stopped, and runs trained
+    separately (e.g. in parallel, with the same overrides) are collected
+    instead of trained again.
+    """
+    from dejavu.toolkit.config import config_to_dict, load_yaml
+    from dejavu.toolkit.training import FitResult
+    from dejavu.toolkit.training.callbacks import read_metrics
+
+    run_dir = Path(cfg.output_dir) / cfg.name
+    last = run_dir / "last.ckpt"
+    if not last.exists():
+        return run_fit(cfg, enable_progress_bar=bar)
+    if load_yaml(run_dir / "config.yaml") != config_to_dict(cfg):
+        raise FileExistsError(
+            f"{run_dir} holds a run with a different config; remove it or choose another --out"
+        )
+    final, history = read_metrics(run_dir / "metrics.json")
+    t = cfg.trainer
+    done = bool(history) and (
+        history[-1]["step"] >= t.max_steps
+        if t.max_steps > 0
+        else history[-1]["epoch"] >= t.max_epochs - 1
+    )
+    if not done:
+        say(f"resuming the unfinished run in {run_dir}")
+        return run_fit(cfg, resume=True, enable_progress_bar=bar)
+    say(f"reusing the finished run in {run_dir}")
+    best = run_dir / "best.ckpt"
+    return FitResult(
+        run_dir=run_dir,
+        last_checkpoint=last,
+        best_checkpoint=best if best.exists() else None,
+        metrics=final,
+        history=history,
+        # Wall time from the config snapshot (written at the start) to the last save.
+        train_time_s=last.stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime,
+    )
 
 
 def _input_size(cfg: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[int, int]:

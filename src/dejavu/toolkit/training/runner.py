@@ -27,11 +27,12 @@ Several GPUs and nodes
     ``trainer.devices: 4`` with ``trainer.strategy: ddp`` trains with
     DistributedDataParallel; Lightning launches the extra processes itself.
     Under ``torchrun`` (``torchrun --nproc_per_node 4 --nnodes 2 ...
-    -m dejavu.toolkit.cli fit cfg.yaml trainer.devices=4 trainer.num_nodes=2
-    trainer.strategy=ddp``) or SLURM, Lightning reads the ranks from the
+    -m dejavu.toolkit.cli fit cfg.yaml --set trainer.devices=4 --set
+    trainer.num_nodes=2 --set trainer.strategy=ddp``) or SLURM, Lightning reads the ranks from the
     environment instead. ``data.batch_size`` is per process. On CPU,
-    ``accelerator: cpu, devices: 2, strategy: ddp_spawn`` runs two processes
-    with the gloo backend (what the tests do). BatchNorm statistics are per
+    two processes launched the way ``torchrun`` does (environment variables,
+    ``strategy: ddp``, ``accelerator: cpu``) train with the gloo backend (what
+    the tests do). BatchNorm statistics are per
     process unless ``trainer.sync_batchnorm`` (CUDA only) is set.
 """
 
