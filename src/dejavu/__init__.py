@@ -30,14 +30,14 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dejavu.conditioning import Conditioning
-    from dejavu.crm import ForwardCRM, RecursiveCRM
-    from dejavu.dejavu import DejaVu
-    from dejavu.losses import RegenerationLoss, regeneration_loss
-    from dejavu.redaction import REDACTION_NAMES, Redacted, create_redaction
-    from dejavu.shared_attention import SharedAttention
-    from dejavu.text_supervision import TextSupervision
+if TYPE_CHECKING:  # pragma: no cover  (re-exported through __all__ / __getattr__)
+    from dejavu.conditioning import Conditioning  # noqa: F401
+    from dejavu.crm import ForwardCRM, RecursiveCRM  # noqa: F401
+    from dejavu.dejavu import DejaVu  # noqa: F401
+    from dejavu.losses import RegenerationLoss, regeneration_loss  # noqa: F401
+    from dejavu.redaction import REDACTION_NAMES, Redacted, create_redaction  # noqa: F401
+    from dejavu.shared_attention import SharedAttention  # noqa: F401
+    from dejavu.text_supervision import TextSupervision  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from numbers import Real
 
-
 from torch import Tensor
 
 __all__ = ["as_range", "check_choice", "check_image", "check_in_range"]
@@ -123,5 +122,3 @@ def check_choice(value: str, name: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
     return value
-
-

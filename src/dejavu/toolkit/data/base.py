@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> t
     return tuple(t for t in available if t in requested)
 
 
-class DenseDataset(Dataset[Sample]):
+class DenseDataset(Dataset[Sample], abc.ABC):
     """A map-style dataset of dense-prediction samples.
 
     Subclasses set ``class_names`` and ``tasks`` and implement ``__len__`` and
@@ -73,12 +74,13 @@ class DenseDataset(Dataset[Sample]):
         """The number of semantic classes (``len(class_names)``)."""
         return len(self.class_names)
 
+    @abc.abstractmethod
     def load(self, index: int) -> Sample:
         """Return sample ``index`` before any transform (image in ``[0, 1]``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """The number of samples."""
 
     def __getitem__(self, index: int) -> Sample:
         n = len(self)

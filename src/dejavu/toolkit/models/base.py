@@ -26,6 +26,7 @@ does the rest the same way for all of them:
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Mapping
 
@@ -176,7 +177,7 @@ def decode_outputs(
     return activate_outputs(resized, depth_activation)
 
 
-class DenseNet(nn.Module):
+class DenseNet(nn.Module, abc.ABC):
     """Base class of the dense-prediction networks: pads, runs the heads, decodes.
 
     Subclasses set ``pad_multiple`` and implement :meth:`forward_heads`
@@ -202,13 +203,13 @@ class DenseNet(nn.Module):
             depth_activation, "depth_activation", DEPTH_ACTIVATIONS
         )
 
+    @abc.abstractmethod
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         """Raw head outputs (any stride) for a padded ``B x 3 x H' x W'`` image."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward_heads")
 
+    @abc.abstractmethod
     def get_backbone(self) -> nn.Module:
         """The encoder module that backbone-only checkpoints are loaded into."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_backbone")
 
     def pretrained_targets(self) -> list[tuple[str, nn.Module]]:
         """Modules a checkpoint may be meant for, as ``(description, module)`` pairs.
