@@ -258,3 +258,31 @@ def test_clear_errors(tmp_path: Path, tokenizer) -> None:
         ts(torch.randn(3, 3, 16, 24), _target())
     with pytest.raises(ValueError, match="B x H x W"):
         ts(torch.randn(2, 3, 16, 24), _target().unsqueeze(1))
+
+
+def test_inside_dejavu_text_loss_reaches_the_base_network(tokenizer) -> None:
+    from dejavu import DejaVu
+
+    torch.manual_seed(0)
+    base = nn.Conv2d(3, len(NAMES), 3, padding=1)
+    ts = _ts(tokenizer)
+    model = DejaVu(
+        base,
+        lambda pred, batch: torch.nn.functional.cross_entropy(
+            pred["seg"], batch["seg"], ignore_index=255
+        ),
+        cond_channels=len(NAMES),
+        crm_kwargs={"width": 8, "depth": 2},
+        text_supervision=ts,
+        text_weight=0.5,
+        seed=0,
+    )
+    batch = {"image": torch.randn(2, 3, 16, 24), "seg": _target()}
+    out = model(batch)
+    assert 0.0 <= float(out["text"]) <= 2.0
+    torch.testing.assert_close(out["text"], ts(out["regenerated"], batch["seg"]))
+    out["text"].backward()
+    assert base.weight.grad is not None and base.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in ts.clip_model.parameters())
+    # CLIP is not part of the checkpoint; the base and CRM are.
+    assert not any("clip" in k for k in model.state_dict())
