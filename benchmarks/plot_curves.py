@@ -1,0 +1,41 @@
+"""Plot validation mIoU curves of training runs (from their metrics.json).
+
+Usage::
+
+    python benchmarks/plot_curves.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from dejavu.toolkit.training.callbacks import read_metrics
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    out, runs = Path(argv[0]), [a.split("=", 1) for a in argv[1:]]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for label, run_dir in runs:
+        _, history = read_metrics(Path(run_dir) / "metrics.json")
+        epochs = [h["epoch"] + 1 for h in history]
+        ax.plot(epochs, [100 * h["seg/miou"] for h in history], marker=".", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
