@@ -42,6 +42,8 @@ from dejavu.toolkit.models import create_model
 from dejavu.toolkit.tasks import create_task
 
 NUM_CLASSES = 11  # CamVid
+#: CRM settings that --crm-width/--crm-depth/--crm-scale override (empty: library defaults).
+CRM_OVERRIDES: dict = {}
 
 
 def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> nn.Module:
@@ -110,6 +112,7 @@ def alternate(fns: dict[str, callable], arg, steps: int, warmup: int) -> dict[st
 
 
 def train_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup: int, **crm):
+    crm = {**CRM_OVERRIDES, **crm}
     mods = {v: build(v, model_name, **crm).train() for v in ("baseline", "dejavu")}
     t = alternate({k: _step_fn(m) for k, m in mods.items()}, make_batch(batch, h, w), steps, warmup)
     return t, t["dejavu"] / t["baseline"]
@@ -135,17 +138,43 @@ def peak_memory_subprocess(variant: str, model_name: str, batch: int, h: int, w:
     """Peak RSS (MiB) added by two training steps of one variant, in a fresh process."""
     cmd = [sys.executable, __file__, "--peak-of", variant, "--model", model_name]
     cmd += ["--batch", str(batch), "--height", str(h), "--width", str(w)]
+    for key, value in CRM_OVERRIDES.items():
+        cmd += [f"--crm-{key}", str(value)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _rss_mib() -> float:
+    """Current resident set size of this process (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
 def _measure_peak(variant: str, model_name: str, batch: int, h: int, w: int) -> float:
-    module = build(variant, model_name).train()
+    """Peak resident memory added by two training steps, sampled every 2 ms.
+
+    ``ru_maxrss`` cannot be used: importing the libraries can peak higher than
+    a training step, which would hide the step's memory.
+    """
+    import threading
+
+    module = build(variant, model_name, **CRM_OVERRIDES).train()
     data, step = make_batch(batch, h, w), _step_fn(module)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     step(data)
     step(data)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0  # KiB -> MiB
+    done.set()
+    sampler.join()
+    return peak[0] - before
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -159,8 +188,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 11])
     ap.add_argument("--quick", action="store_true", help="skip the scaling and memory parts")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
+    ap.add_argument("--crm-width", type=int, help="CRM width (default: the library's, 32)")
+    ap.add_argument("--crm-depth", type=int, help="CRM levels (default: the library's, 3)")
+    ap.add_argument("--crm-scale", type=float, help="CRM resolution (default: the library's, 0.5)")
     ap.add_argument("--peak-of", choices=["baseline", "dejavu"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    for key in ("width", "depth", "scale"):
+        value = getattr(args, f"crm_{key}")
+        if value is not None:
+            CRM_OVERRIDES[key] = value
     if args.peak_of:  # child process of peak_memory_subprocess
         print(_measure_peak(args.peak_of, args.model, args.batch, args.height, args.width))
         return {}
@@ -171,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": b,
         "input": [h, w],
         "steps": args.steps,
+        "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 32, depth 3, scale 0.5)",
         "warmup": args.warmup,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
