@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,8 @@ def _quiet_lightning() -> None:
     # "GPU available: False ..." and friends: useful when debugging, noise otherwise.
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning's own use of a torch API that torch deprecated: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _write_json(path: Path, data: Any) -> None:
