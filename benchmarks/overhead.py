@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from dejavu import DejaVu
+from dejavu.toolkit.compare import cpu_model
 from dejavu.toolkit.models import create_model
 from dejavu.toolkit.tasks import create_task
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
         "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 32, depth 3, scale 0.5)",
         "warmup": args.warmup,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },

@@ -51,19 +51,9 @@ from dejavu.redaction import (
     idct2,
     spectral_radius,
 )
+from dejavu.toolkit.compare import cpu_model
 
 CUTOFF = 0.25  # the low-pass cut-off compared with the baselines (our default)
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, object]:

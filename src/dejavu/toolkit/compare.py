@@ -33,6 +33,7 @@ from rich.table import Table
 __all__ = [
     "compare_markdown",
     "compare_table",
+    "cpu_model",
     "default_variants",
     "machine_info",
     "parse_variant",
@@ -137,8 +138,8 @@ def _is_percent(name: str) -> bool:
     return name.rsplit("/", 1)[-1] in _PERCENT_METRICS
 
 
-def _cpu_name() -> str:
-    # platform.processor() is empty on most Linux systems; /proc/cpuinfo names the model.
+def cpu_model() -> str:
+    """The CPU model name (from /proc/cpuinfo; platform.processor() is empty on most Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -154,7 +155,7 @@ def machine_info() -> dict[str, Any]:
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
