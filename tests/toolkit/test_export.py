@@ -170,3 +170,18 @@ def test_export_checkpoint_rejects_bad_arguments(tmp_path: Path) -> None:
 def test_module_examples_run() -> None:
     result = doctest.testmod(export_module, extraglobs={"torch": torch, "nn": nn})
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_load_eval_model_reads_a_stripped_sa_export(tmp_path: Path) -> None:
+    from dejavu.toolkit.models import create_model
+    from dejavu.toolkit.training import load_eval_model
+
+    torch.manual_seed(0)
+    net = create_model("sa_hrnet18", num_classes=3).eval()
+    meta = {"model": "sa_hrnet18", "heads": {"seg": 3}, "regeneration_removed": True}
+    path = export_safetensors(strip_training_only(net), tmp_path / "sa.safetensors", meta)
+    loaded, read_meta = load_eval_model(path)
+    assert read_meta["regeneration_removed"] is True
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)["seg"], net(x)["seg"])

@@ -338,16 +338,16 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
         ``heads``, ``task``, ``num_classes``, ``class_names``, ``ignore_index``,
         ``mean``, ``std``, ``input_size`` (and the step/epoch it was saved at).
     """
-    from dejavu.toolkit.models import create_model
 
     path = Path(checkpoint_or_base_safetensors)
     if path.is_dir():
         path = path / BASE_WEIGHTS
     if path.suffix == ".safetensors":
-        meta = read_base_metadata(path)
-        model = create_model(meta["model"], heads=meta["heads"], **meta.get("model_kwargs", {}))
-        load_base_weights(model, path)
-        return model.eval(), meta
+        # Also reads `dejavu export` files, whose SA networks lost their
+        # training-only regeneration branch.
+        from dejavu.toolkit.export import rebuild_from_safetensors
+
+        return rebuild_from_safetensors(path), read_base_metadata(path)
 
     ckpt = _load_ckpt(path)
     hp = ckpt.get("hyper_parameters") or {}
