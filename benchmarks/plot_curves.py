@@ -3,6 +3,8 @@
 Usage::
 
     python benchmarks/plot_curves.py OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+
+The last "=" separates a label from its run directory.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dejavu.toolkit.training.callbacks import read_metrics
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(__doc__)
-    out, runs = Path(argv[0]), [a.split("=", 1) for a in argv[1:]]
+    out, runs = Path(argv[0]), [a.rsplit("=", 1) for a in argv[1:]]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     for label, run_dir in runs:
         _, history = read_metrics(Path(run_dir) / "metrics.json")
