@@ -183,3 +183,81 @@ def test_resume_continues_the_run(run: dict, tmp_path: Path) -> None:
     assert main([*args, "--resume", "--set", "trainer.max_steps=4"]) == 0
     ckpt = torch.load(copy_dir / "tiny" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4
+
+
+# ------------------------------------------------------------------ dejavu panel
+def test_panel_columns_show_truth_predictions_and_regeneration(run: dict) -> None:
+    from dejavu.toolkit.prediction_panel import prediction_columns
+    from dejavu.toolkit.training import DenseDataModule, load_run
+    from dejavu.toolkit.visualize import colorize_segmentation, denormalize
+
+    runs = [("A", run["run_dir"]), ("B", run["ckpt"])]
+    columns, rows = prediction_columns(runs, [1, 0], seed=3)
+    titles = [t for t, _ in columns]
+    assert titles == [
+        "input",
+        "seg truth",
+        "A seg",
+        "B seg",
+        "A redacted",
+        "A regenerated",
+        "B redacted",
+        "B regenerated",
+    ]
+    cols = dict(columns)
+    assert all(len(images) == 2 for images in cols.values())
+
+    # Independently: the base network's argmax on the validation image, coloured.
+    cfg, _ = load_run(run["ckpt"])
+    sample = DenseDataModule(cfg).dataset("val")[1]
+    assert rows[0] == str(sample["name"])
+    model, meta = load_eval_model(run["ckpt"])
+    with torch.no_grad():
+        out = model(sample["image"].unsqueeze(0))
+    logits = out["seg"] if isinstance(out, dict) else out
+    expected = colorize_segmentation(logits[0].argmax(0).numpy(), meta["num_classes"])
+    np.testing.assert_array_equal(cols["A seg"][0], expected)
+    np.testing.assert_array_equal(cols["B seg"][0], expected)
+    np.testing.assert_array_equal(
+        cols["input"][0], denormalize(sample["image"], meta["mean"], meta["std"])
+    )
+
+    # Same run, same seed: the same redaction; the regenerated image keeps the
+    # input on kept pixels and fills the redacted ones with the CRM's output.
+    np.testing.assert_array_equal(cols["A redacted"][0], cols["B redacted"][0])
+    image, redacted, regen = cols["input"][0], cols["A redacted"][0], cols["A regenerated"][0]
+    kept = np.all(redacted == image, axis=-1)
+    assert 0 < kept.mean() < 1
+    np.testing.assert_array_equal(regen[kept], image[kept])
+    assert np.any(regen[~kept] != redacted[~kept])
+
+    again, _ = prediction_columns(runs[:1], [1, 0], seed=3)
+    np.testing.assert_array_equal(dict(again)["A regenerated"][1], cols["A regenerated"][1])
+
+
+def test_panel_cli_writes_png_and_rejects_bad_input(run: dict, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "panel.png"
+    rc = main(["panel", f"DejaVu={run['ckpt']}", "--out", str(out), "--index", "0", "1"])
+    assert rc == 0
+    assert Image.open(out).size[0] > 0
+
+    rc = main(["panel", str(run["ckpt"]), "--out", str(out), "--index", "99"])
+    assert rc == 2
+    assert "index 99 is out of range for the val split of 2 images" in capsys.readouterr().err
+
+    rc = main(["panel", f"x={tmp_path / 'missing'}", "--out", str(out)])
+    assert rc == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_parse_run_specs_labels() -> None:
+    from dejavu.toolkit.prediction_panel import parse_run_specs
+
+    assert parse_run_specs(["a=b=runs/x/last.ckpt", "runs/y"]) == [
+        ("a=b", Path("runs/x/last.ckpt")),
+        ("y", Path("runs/y")),
+    ]
+    with pytest.raises(ValueError, match="LABEL=CHECKPOINT"):
+        parse_run_specs(["=runs/x"])
+    with pytest.raises(ValueError, match="at least one run"):
+        parse_run_specs([])

@@ -179,6 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_redact)
 
     p = sub.add_parser(
+        "panel",
+        help="figure of runs side by side: input, truth, predictions, redacted, regenerated",
+        description=(
+            "Write a figure with one row per dataset image: the input, the ground truth, "
+            "each run's prediction and, for runs trained with DejaVu, a redaction of the "
+            "image and what the CRM regenerates from it."
+        ),
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="LABEL=CKPT",
+        help="runs to show: LABEL=<checkpoint or run directory> (or a bare path)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output PNG")
+    p.add_argument(
+        "--index",
+        dest="indices",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3],
+        help="dataset indices, one row each (default: 0 1 2 3)",
+    )
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the redactions shown")
+    p.add_argument("--data-root", type=Path, default=None, help="dataset root (config's otherwise)")
+    p.set_defaults(handler=_cmd_panel)
+
+    p = sub.add_parser(
         "export",
         help="export the inference network and verify it",
         description=(
@@ -355,6 +384,21 @@ def _cmd_redact(args: argparse.Namespace) -> int:
         seed=args.seed,
         params=parse_params(args.params),
         max_size=args.max_size,
+    )
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_panel(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.prediction_panel import parse_run_specs, save_prediction_panel
+
+    path = save_prediction_panel(
+        parse_run_specs(args.runs),
+        args.out,
+        args.indices,
+        split=args.split,
+        seed=args.seed,
+        data_root=args.data_root,
     )
     print(f"wrote {path}")
     return EXIT_OK
