@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--groups", type=int, nargs="*", default=[1, 2, 4, 11])
     ap.add_argument("--quick", action="store_true", help="skip the scaling and memory parts")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
-    ap.add_argument("--crm-width", type=int, help="CRM width (default: the library's, 32)")
+    ap.add_argument("--crm-width", type=int, help="CRM width (default: the library's, 16)")
     ap.add_argument("--crm-depth", type=int, help="CRM levels (default: the library's, 3)")
     ap.add_argument("--crm-scale", type=float, help="CRM resolution (default: the library's, 0.5)")
     ap.add_argument("--peak-of", choices=["baseline", "dejavu"], help=argparse.SUPPRESS)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": b,
         "input": [h, w],
         "steps": args.steps,
-        "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 32, depth 3, scale 0.5)",
+        "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 16, depth 3, scale 0.5)",
         "warmup": args.warmup,
         "machine": {
             "cpu": cpu_model(),

@@ -45,7 +45,7 @@ class ForwardCRM(CRMBase):
         self,
         cond_channels: int,
         image_channels: int = 3,
-        width: int = 32,
+        width: int = 16,
         depth: int = 3,
         scale: float = 0.5,
         use_keep: bool = True,

@@ -73,7 +73,7 @@ class RecursiveCRM(CRMBase):
         self,
         cond_channels: int,
         image_channels: int = 3,
-        width: int = 32,
+        width: int = 16,
         depth: int = 3,
         scale: float = 0.5,
         num_groups: int = 1,

@@ -159,7 +159,7 @@ class DejaVuConfig:
     redaction: dict[str, Any] = field(default_factory=lambda: {"name": "random"})
     """``create_redaction`` arguments: ``name`` plus that redaction's options."""
     crm: dict[str, Any] = field(
-        default_factory=lambda: {"kind": "forward", "width": 32, "depth": 3, "scale": 0.5}
+        default_factory=lambda: {"kind": "forward", "width": 16, "depth": 3, "scale": 0.5}
     )
     """CRM: ``kind`` (``forward`` or ``recursive``) plus its constructor options."""
     conditioning: dict[str, Any] = field(
