@@ -8,8 +8,9 @@ model as it needs), batch 8, on this machine's CPU, this script measures:
   warm-up;
 - peak resident memory of a training step of each (each in its own
   subprocess, so one does not inherit the other's peak);
-- inference latency of the two inference models (``eval_model()`` of each),
-  alternating, medians — the ratio should be 1.00 within noise;
+- inference latency of the two inference models (``eval_model()`` of each,
+  and the TorchScript files ``dejavu export`` writes of them), alternating,
+  medians — the ratio should be 1.00 within noise;
 - how the step-time ratio grows with 2x and 4x the pixels, and how CRM-R's
   cost grows with the number of class groups.
 
@@ -134,6 +135,31 @@ def inference_ratio(model_name: str, batch: int, h: int, w: int, steps: int, war
     return t, t["dejavu"] / t["baseline"], params
 
 
+def exported_inference_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup: int):
+    """Latency of the two inference networks as `dejavu export --format torchscript` writes them."""
+    import tempfile
+
+    from dejavu.toolkit.export import export_torchscript
+
+    x = make_batch(batch, h, w)["image"]
+    loaded = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for v in ("baseline", "dejavu"):
+            model = build(v, model_name).eval_model().eval()
+            path = export_torchscript(model, x[:1], Path(tmp) / f"{v}.pt")
+            loaded[v] = torch.jit.load(str(path))
+
+    def run(m):
+        def f(inp):
+            with torch.inference_mode():
+                m(inp)
+
+        return f
+
+    t = alternate({k: run(m) for k, m in loaded.items()}, x, steps, warmup)
+    return t, t["dejavu"] / t["baseline"]
+
+
 def peak_memory_subprocess(variant: str, model_name: str, batch: int, h: int, w: int) -> float:
     """Peak RSS (MiB) added by two training steps of one variant, in a fresh process."""
     cmd = [sys.executable, __file__, "--peak-of", variant, "--model", model_name]
@@ -231,6 +257,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"inference   baseline {t_inf['baseline']:.3f}s  dejavu {t_inf['dejavu']:.3f}s  "
         f"ratio {r_inf:.3f}  params {params}"
+    )
+    t_exp, r_exp = exported_inference_ratio(args.model, b, h, w, args.steps, args.warmup)
+    result["inference_exported_torchscript_s"] = t_exp
+    result["inference_exported_latency_ratio"] = r_exp
+    print(
+        f"exported    baseline {t_exp['baseline']:.3f}s  dejavu {t_exp['dejavu']:.3f}s  "
+        f"ratio {r_exp:.3f}  (TorchScript)"
     )
 
     if not args.quick:
