@@ -119,18 +119,21 @@ def train_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup:
     return t, t["dejavu"] / t["baseline"]
 
 
+def _infer_fn(model):
+    """One timed call of an inference network (no autograd bookkeeping)."""
+
+    def f(inp):
+        with torch.inference_mode():
+            model(inp)
+
+    return f
+
+
 def inference_ratio(model_name: str, batch: int, h: int, w: int, steps: int, warmup: int):
     mods = {v: build(v, model_name).eval_model().eval() for v in ("baseline", "dejavu")}
     x = make_batch(batch, h, w)["image"]
 
-    def run(m):
-        def f(inp):
-            with torch.inference_mode():
-                m(inp)
-
-        return f
-
-    t = alternate({k: run(m) for k, m in mods.items()}, x, steps, warmup)
+    t = alternate({k: _infer_fn(m) for k, m in mods.items()}, x, steps, warmup)
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in mods.items()}
     return t, t["dejavu"] / t["baseline"], params
 
@@ -149,14 +152,7 @@ def exported_inference_ratio(model_name: str, batch: int, h: int, w: int, steps:
             path = export_torchscript(model, x[:1], Path(tmp) / f"{v}.pt")
             loaded[v] = torch.jit.load(str(path))
 
-    def run(m):
-        def f(inp):
-            with torch.inference_mode():
-                m(inp)
-
-        return f
-
-    t = alternate({k: run(m) for k, m in loaded.items()}, x, steps, warmup)
+    t = alternate({k: _infer_fn(m) for k, m in loaded.items()}, x, steps, warmup)
     return t, t["dejavu"] / t["baseline"]
 
 
