@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
 from dejavu.conditioning import Conditioning, resize_conditioning
-from dejavu.crm import ForwardCRM, RecursiveCRM
+from dejavu.crm import crm_class, list_crms
 from dejavu.losses import RegenerationLoss
 from dejavu.redaction import Redaction, create_redaction
 
@@ -53,8 +53,9 @@ class DejaVu(nn.Module):
         task_loss: ``task_loss(pred, batch)`` -> scalar or dict with ``"loss"``.
         conditioning: a :class:`~dejavu.conditioning.Conditioning` or its spec,
             e.g. ``{"seg": "segmentation"}``.
-        crm: ``"forward"`` (CRM-F), ``"recursive"`` (CRM-R), a CRM module, or
-            ``None`` for no CRM (DejaVu-SA alone).
+        crm: a registered CRM name (:func:`dejavu.crm.list_crms`: ``"forward"``
+            (CRM-F), ``"recursive"`` (CRM-R), ``"zero"`` (CRM-0, parameter-free)),
+            a CRM module, or ``None`` for no CRM (DejaVu-SA alone).
         cond_channels: channels of ``phi(C)``; needed when ``crm`` is a string,
             unless ``base.heads`` (name -> channels) lets it be derived.
         crm_kwargs: extra arguments for the CRM built from a string (``width``,
@@ -183,11 +184,9 @@ class DejaVu(nn.Module):
             if crm_kwargs:
                 raise ValueError("crm_kwargs is only used when crm is given by name")
             return crm
-        kinds = {"forward": ForwardCRM, "recursive": RecursiveCRM}
-        if crm not in kinds:
-            raise ValueError(
-                f"unknown crm {crm!r}; allowed: 'forward', 'recursive', a module, None"
-            )
+        if crm not in list_crms():
+            allowed = ", ".join(repr(k) for k in list_crms())
+            raise ValueError(f"unknown crm {crm!r}; allowed: {allowed}, a module, None")
         kwargs = dict(crm_kwargs or {})
         heads = getattr(self.base, "heads", None)
         if cond_channels is None:
@@ -197,13 +196,14 @@ class DejaVu(nn.Module):
                     "has no `heads` mapping (head name -> channels) to derive it from"
                 )
             cond_channels = self.conditioning.out_channels(heads)
-        if crm == "recursive" and isinstance(heads, Mapping) and "group_channels" not in kwargs:
-            # CRM-R groups classes: tell it which conditioning channels are the
-            # class probabilities (the rest, e.g. depth, ride along every step).
+        # CRM-R groups classes and CRM-0 averages colours per class: tell them which
+        # conditioning channels are the class probabilities (the rest, e.g. depth, ride along).
+        arg = {"recursive": "group_channels", "zero": "class_channels"}.get(crm)
+        if arg is not None and isinstance(heads, Mapping) and arg not in kwargs:
             seg_keys = [k for k, kind in self.conditioning.spec.items() if kind == "segmentation"]
             if len(seg_keys) == 1 and len(self.conditioning.spec) > 1:
-                kwargs["group_channels"] = self.conditioning.slices(heads)[seg_keys[0]]
-        return kinds[crm](cond_channels, **kwargs)
+                kwargs[arg] = self.conditioning.slices(heads)[seg_keys[0]]
+        return crm_class(crm)(cond_channels, **kwargs)
 
     # ----------------------------------------------------------------- public
     def eval_model(self) -> nn.Module:

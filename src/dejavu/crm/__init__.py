@@ -2,10 +2,12 @@
 
 - :class:`ForwardCRM` (CRM-F): ``I_hat = g([I_r, phi(C), keep])``.
 - :class:`RecursiveCRM` (CRM-R): group-by-group (or T-step) regeneration with one shared ``g``.
+- :class:`ZeroCRM` (CRM-0): parameter-free; redacted pixels get the class colours of the
+  visible pixels, weighted by the predicted class probabilities.
 - :class:`UNet`: the small U-Net both use.
 - :func:`class_groups`, :func:`group_masks`: the class grouping of CRM-R.
 
-Both CRMs run at ``scale`` times the input resolution and return a tensor at
+Every CRM runs at ``scale`` times the input resolution and return a tensor at
 that working resolution; ``crm.resize_to_working(image)`` gives the matching
 regeneration target.
 
@@ -19,21 +21,26 @@ Example:
 from __future__ import annotations
 
 from dejavu.crm.base import CRMBase
-from dejavu.crm.factory import CRM_NAMES, create_crm
+from dejavu.crm.factory import create_crm, crm_class, list_crms, register_crm
 from dejavu.crm.forward import ForwardCRM
 from dejavu.crm.groups import GroupMasks, class_groups, group_masks
 from dejavu.crm.recursive import RecursiveCRM
 from dejavu.crm.unet import NORMS, UNet
+from dejavu.crm.zero import ZeroCRM, class_colour_fill
 
 __all__ = [
-    "CRM_NAMES",
     "NORMS",
     "CRMBase",
     "ForwardCRM",
     "GroupMasks",
     "RecursiveCRM",
     "UNet",
+    "ZeroCRM",
+    "class_colour_fill",
     "class_groups",
     "create_crm",
+    "crm_class",
     "group_masks",
+    "list_crms",
+    "register_crm",
 ]

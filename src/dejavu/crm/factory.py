@@ -1,32 +1,61 @@
-"""``create_crm(name, ...)``: build a CRM from its name (for configs and the CLI).
+"""The CRM registry: ``register_crm`` / ``create_crm`` / ``list_crms`` (timm style).
+
+Each CRM class carries its own registry key in the class attribute ``name``
+and registers itself with the :func:`register_crm` decorator, so adding a CRM
+is one file: nothing else keeps a list of the kinds.
 
 Example:
     >>> create_crm("recursive", cond_channels=19, num_groups=4, width=8, depth=2).num_steps
     4
+    >>> "forward" in list_crms()
+    True
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from dejavu._validation import check_choice
 from dejavu.crm.base import CRMBase
-from dejavu.crm.forward import ForwardCRM
-from dejavu.crm.recursive import RecursiveCRM
 
-__all__ = ["CRM_NAMES", "create_crm"]
+__all__ = ["create_crm", "crm_class", "list_crms", "register_crm"]
 
-_CRMS: dict[str, type[CRMBase]] = {"forward": ForwardCRM, "recursive": RecursiveCRM}
+_REGISTRY: dict[str, type[CRMBase]] = {}
 
-#: Names accepted by :func:`create_crm`.
-CRM_NAMES: tuple[str, ...] = tuple(_CRMS)
+C = TypeVar("C", bound=type[CRMBase])
+
+
+def register_crm(cls: C) -> C:
+    """Class decorator: register a :class:`CRMBase` subclass under its ``name`` attribute.
+
+    Raises:
+        ValueError: when the class has no ``name`` or the name is taken by another class.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"crm name {name!r} is already registered by {_REGISTRY[name].__name__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def list_crms() -> list[str]:
+    """The registered CRM names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def crm_class(name: str) -> type[CRMBase]:
+    """The class registered as ``name`` (``ValueError`` listing the names otherwise)."""
+    return _REGISTRY[check_choice(name, "crm", tuple(list_crms()))]
 
 
 def create_crm(name: str, cond_channels: int, **kwargs: Any) -> CRMBase:
     """Build a CRM by name.
 
     Args:
-        name: ``"forward"`` (:class:`ForwardCRM`) or ``"recursive"`` (:class:`RecursiveCRM`).
+        name: a registered name (:func:`list_crms`), e.g. ``"forward"`` (CRM-F),
+            ``"recursive"`` (CRM-R) or ``"zero"`` (CRM-0, parameter-free).
         cond_channels: channels of the conditioning tensor.
         **kwargs: passed to the class (``width``, ``depth``, ``scale``, ...).
 
@@ -37,5 +66,4 @@ def create_crm(name: str, cond_channels: int, **kwargs: Any) -> CRMBase:
         >>> create_crm("forward", cond_channels=4, width=8, depth=1).scale
         0.5
     """
-    cls = _CRMS[check_choice(name, "crm", CRM_NAMES)]
-    return cls(cond_channels, **kwargs)
+    return crm_class(name)(cond_channels, **kwargs)

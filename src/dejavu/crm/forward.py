@@ -13,11 +13,13 @@ import torch
 from torch import Tensor
 
 from dejavu.crm.base import CRMBase
+from dejavu.crm.factory import register_crm
 from dejavu.crm.unet import UNet
 
 __all__ = ["ForwardCRM"]
 
 
+@register_crm
 class ForwardCRM(CRMBase):
     """CRM-F: one pass of a small U-Net over the redacted image, conditioning and keep mask.
 
@@ -40,6 +42,8 @@ class ForwardCRM(CRMBase):
         >>> crm(torch.randn(1, 3, 9, 9) * keep, torch.rand(1, 3, 9, 9), keep).shape
         torch.Size([1, 3, 9, 9])
     """
+
+    name = "forward"
 
     def __init__(
         self,

@@ -30,12 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dejavu.crm.base import CRMBase, _check_int
+from dejavu.crm.factory import register_crm
 from dejavu.crm.groups import class_groups, group_masks
 from dejavu.crm.unet import UNet
 
 __all__ = ["RecursiveCRM"]
 
 
+@register_crm
 class RecursiveCRM(CRMBase):
     """CRM-R: regenerate group by group (or refine ``steps`` times) with one shared U-Net.
 
@@ -68,6 +70,8 @@ class RecursiveCRM(CRMBase):
         >>> crm(torch.randn(1, 3, 8, 8), torch.rand(1, 4, 8, 8)).shape
         torch.Size([1, 3, 8, 8])
     """
+
+    name = "recursive"
 
     def __init__(
         self,

@@ -55,6 +55,7 @@ from typing import Any, TypeVar, Union
 import yaml
 
 from dejavu._validation import check_choice, check_in_range
+from dejavu.crm import list_crms
 
 __all__ = [
     "DataConfig",
@@ -77,7 +78,6 @@ T = TypeVar("T")
 
 TASK_NAMES = ("segmentation", "depth", "normals", "multitask")
 OPTIMIZERS = ("adamw", "sgd")
-CRM_KINDS = ("forward", "recursive")
 
 
 # --------------------------------------------------------------------------- sections
@@ -660,7 +660,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     dj = cfg.dejavu
     if "name" not in dj.redaction:
         raise ValueError(f"dejavu.redaction needs a 'name' entry, got {dj.redaction}")
-    check_choice(dj.crm.get("kind", "forward"), "dejavu.crm.kind", CRM_KINDS)
+    check_choice(dj.crm.get("kind", "forward"), "dejavu.crm.kind", list_crms())
     for name in ("regen_weight", "cyclic_weight", "sa_weight"):
         check_in_range(getattr(dj, name), f"dejavu.{name}", 0.0, float("inf"))
     check_in_range(dj.text.get("weight", 0.0), "dejavu.text.weight", 0.0, float("inf"))
