@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, TypeVar
 
 from dejavu._validation import check_choice
@@ -62,8 +63,21 @@ def create_crm(name: str, cond_channels: int, **kwargs: Any) -> CRMBase:
     Returns:
         The CRM module.
 
+    Raises:
+        ValueError: for an unknown name or an option the CRM does not take.
+
     Example:
         >>> create_crm("forward", cond_channels=4, width=8, depth=1).scale
         0.5
     """
-    return crm_class(name)(cond_channels, **kwargs)
+    cls = crm_class(name)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        allowed = [p.name for p in params if p.name != "cond_channels"]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"crm {name!r} does not take {', '.join(map(repr, unknown))}; "
+                f"its options: {', '.join(allowed)}"
+            )
+    return cls(cond_channels, **kwargs)
