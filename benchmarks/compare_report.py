@@ -1,10 +1,15 @@
 """Tables and curves of a segmentation ``dejavu compare`` report (its compare.json).
 
 Prints markdown: one row per variant and seed with mIoU, aAcc, mAcc and the
-per-class IoU (class names from the runs' ``base.json``), then mean +- sample
-std per variant, the per-seed differences to the first variant, and the
-inference cost. With ``--curves OUT.png`` it also plots val mIoU per epoch:
-every seed as a thin line and the per-epoch mean of each variant as a thick one.
+per-class IoU (class names from the report or the runs' ``base.json``), then
+mean +- sample std per variant; the paired differences to the reference
+variant (same seed; mean, 95 % t-interval, paired t-test p-value, and
+"effect" only when the interval excludes 0, else "no measurable effect"),
+mIoU seed by seed, and the inference cost. The statistics and tables come
+from :mod:`dejavu.toolkit.compare`; reports written before ``compare.json``
+held them (no ``paired`` key) get them computed here. With ``--curves
+OUT.png`` it also plots val mIoU per epoch: every seed as a thin line and the
+per-epoch mean of each variant as a thick one.
 
 Usage::
 
@@ -20,15 +25,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-
-def _class_names(report: dict[str, Any], variant: str) -> list[str] | None:
-    for ckpt in report[variant].get("checkpoints", []):
-        meta = Path(ckpt).parent / "base.json"
-        if meta.is_file():
-            names = json.loads(meta.read_text()).get("class_names")
-            if names:
-                return list(names)
-    return None
+from dejavu.toolkit.compare import (
+    class_names,
+    paired_markdown,
+    paired_section,
+    per_seed_markdown,
+    reference_variant,
+)
 
 
 def _per_seed(report: dict[str, Any], variant: str, name: str) -> list[float]:
@@ -46,7 +49,7 @@ def tables(report: dict[str, Any]) -> str:
     seeds = list(report["seeds"])
     first = report[variants[0]]["metrics"]
     k = len([n for n in first if n.startswith("seg/iou_per_class/")])
-    names = _class_names(report, variants[0]) or [str(c) for c in range(k)]
+    names = class_names(report, variants[0]) or [str(c) for c in range(k)]
     header = ["run", "mIoU", "aAcc", "mAcc", *names]
     lines = [
         "| " + " | ".join(header) + " |",
@@ -65,18 +68,12 @@ def tables(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
 
     out = ["\n".join(lines), ""]
-    base = _per_seed(report, variants[0], "seg/miou")
-    for v in variants[1:]:
-        other = _per_seed(report, v, "seg/miou")
-        diffs = [b - a for a, b in zip(base, other, strict=True)]
-        gain = statistics.fmean(other) - statistics.fmean(base)
-        out.append(
-            f"mIoU {v} - {variants[0]}: mean {gain:+.2f}"
-            f"; per seed {', '.join(f'{d:+.1f}' for d in diffs)}"
-            f"; seed spread (max - min) {variants[0]} {max(base) - min(base):.1f}, "
-            f"{v} {max(other) - min(other):.1f}"
-        )
-    out.append("")
+    if len(variants) > 1:
+        out += [paired_markdown(report), per_seed_markdown(report, "seg/miou")]
+    spread = ", ".join(
+        f"{v} {max(m) - min(m):.1f}" for v in variants for m in [_per_seed(report, v, "seg/miou")]
+    )
+    out += [f"mIoU seed spread (max - min): {spread}", ""]
     out.append("| variant | inference params | GMACs | train time per run (min) |")
     out.append("| --- | ---: | ---: | --- |")
     for v in variants:
@@ -123,8 +120,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("report", type=Path, help="compare.json written by `dejavu compare`")
     ap.add_argument("--curves", type=Path, help="also write the val mIoU curves here (PNG)")
+    ap.add_argument(
+        "--reference",
+        metavar="NAME",
+        help="variant the others are compared with (default: the report's, else the first)",
+    )
     args = ap.parse_args()
     report = json.loads(args.report.read_text())
+    reference = reference_variant(report, args.reference)
+    if "paired" not in report or reference != report.get("reference"):
+        # Reports written before compare.json held paired statistics, or another reference.
+        report.update(reference=reference, paired=paired_section(report, reference))
     print(tables(report))
     if args.curves:
         print(f"wrote {curves(report, args.curves)}")

@@ -125,10 +125,15 @@ def test_markdown_scales_fractions_to_percent() -> None:
     md = compare_markdown(report)
     std = 100 * np.std([0.5, 0.6], ddof=1)
     assert f"| seg/miou (%) | 55.00 ± {std:.2f} | 50.00, 60.00 | 65.00 ± {std:.2f} |" in md
-    assert "+10.00 |" in md  # dejavu - baseline, in percentage points
+    # dejavu - baseline paired by seed, in percentage points; both seeds gain 10 points,
+    # so the interval is that point and excludes 0: an effect (*).
+    assert "| +10.00 [+10.00, +10.00] (n=2) * |" in md
     assert "| depth/rmse | 0.3000 ± 0.0707 | 0.2500, 0.3500 |" in md
-    assert "-0.0500 |" in md
-    assert "iou_per_class" not in md  # per-class values stay in the JSON
+    assert "| -0.0500 [-0.0500, -0.0500] (n=2) * |" in md
+    assert "difference vs baseline [95 % CI]" in md
+    # Per-class values are not rows of the main table; they get their own table.
+    assert "| seg/iou_per_class" not in md
+    assert "| 0 | 15.00 ± 7.07 | 15.00 ± 7.07 | +0.00 [+0.00, +0.00] (n=2) |" in md
     assert "identical parameters and GMACs" in md
 
 
@@ -139,18 +144,23 @@ def test_module_examples_run() -> None:
 
 # ------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory) -> tuple[dict, Path, str]:
+def compared_streams(tmp_path_factory) -> tuple[dict, Path, str, str]:
     directory = tmp_path_factory.mktemp("compare")
     config = _write_config(directory)
     out = directory / "cmp"
     import contextlib
     import io
 
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
         rc = main(["compare", str(config), "--seeds", "2", "--out", str(out)])
     assert rc == 0
-    return json.loads((out / "compare.json").read_text()), out, buf.getvalue()
+    return json.loads((out / "compare.json").read_text()), out, buf.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def compared(compared_streams: tuple[dict, Path, str, str]) -> tuple[dict, Path, str]:
+    return compared_streams[:3]
 
 
 def test_compare_json_shape(compared: tuple[dict, Path, str]) -> None:
@@ -218,6 +228,138 @@ def test_compare_prints_and_writes_the_table(compared: tuple[dict, Path, str]) -
     assert f"{report['baseline']['params']:,}" in stdout
 
 
+def test_compare_progress_to_stderr_results_to_stdout(
+    compared_streams: tuple[dict, Path, str, str],
+) -> None:
+    report, _, stdout, stderr = compared_streams
+    assert "[baseline] seed 0: training ..." in stderr
+    assert "[dejavu] seed 1: done in" in stderr
+    assert "training ..." not in stdout and "done in" not in stdout
+    assert "difference vs baseline [95 % CI]" in stdout
+    assert f"wrote {report['files']['markdown']}" in stdout
+
+
+def test_compare_json_paired_section(compared: tuple[dict, Path, str]) -> None:
+    report, out, _ = compared
+    # The keys and shape the report had before stay.
+    for key in ("variants", "inference_cost_equal", "config", "overrides", "seeds", "files"):
+        assert key in report
+    assert report["reference"] == "baseline"
+    assert report["main_metric"] == "seg/miou"
+    assert set(report["paired"]) == {"dejavu"}
+    paired = report["paired"]["dejavu"]
+    # Every metric both variants have, per-class IoU included.
+    assert set(paired) == set(report["baseline"]["metrics"]) & set(report["dejavu"]["metrics"])
+    assert any(k.startswith("seg/iou_per_class/") for k in paired)
+    miou = paired["seg/miou"]
+    base = report["baseline"]["metrics"]["seg/miou"]["values"]
+    dv = report["dejavu"]["metrics"]["seg/miou"]["values"]
+    assert miou["seeds"] == [0, 1] and miou["n"] == 2 and miou["unpaired_seeds"] == []
+    assert miou["diffs"] == pytest.approx([b - a for a, b in zip(base, dv, strict=True)])
+    expected = compare_module.paired_difference(base, dv)
+    for key in ("mean", "std", "t_crit", "ci", "p_value"):
+        assert miou[key] == pytest.approx(expected[key])
+    assert miou["verdict"] == expected["verdict"]
+    md = (out / "compare.md").read_text()
+    assert compare_module.format_difference(miou, "seg/miou") in md
+    assert "Per seed: seg/miou (%)" in md
+
+
+def _fake_training(monkeypatch, miou: dict[str, dict[int, float]], calls: list | None = None):
+    """Replace training by results looked up by variant and seed (no network is trained).
+
+    The variant is read from the run's output directory (``<out>/runs/<variant>``).
+    """
+    import dejavu.toolkit.training as training
+    from dejavu.toolkit.training import FitResult
+
+    def fake_fit(cfg, **_kw):
+        variant = Path(cfg.output_dir).name
+        if calls is not None:
+            calls.append((variant, cfg.seed))
+        value = miou[variant][cfg.seed]
+        run_dir = Path(cfg.output_dir) / cfg.name
+        return FitResult(
+            run_dir=run_dir,
+            last_checkpoint=run_dir / "last.ckpt",
+            best_checkpoint=None,
+            metrics={
+                "val/seg/miou": value,
+                "val/seg/iou_per_class/0": value + 0.1,
+                "val/seg/iou_per_class/1": float("nan") if cfg.seed == 1 else value - 0.1,
+                "val/loss": 1.0 - value,
+            },
+            history=[{"epoch": 0, "step": 2, "seg/miou": value}],
+            train_time_s=1.0,
+        )
+
+    monkeypatch.setattr(training, "run_fit", fake_fit)
+    monkeypatch.setattr(
+        training,
+        "load_eval_model",
+        lambda _ckpt: (torch.nn.Identity(), {"class_names": ["sky", "road"]}),
+    )
+    monkeypatch.setattr(training, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
+
+
+def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch) -> None:
+    seeds = [0, 1, 2, 3, 4]
+    base = {s: 0.50 + 0.01 * s for s in seeds}
+    gain = dict(zip(seeds, [0.02, 0.03, 0.01, 0.02, 0.02], strict=True))
+    miou = {"baseline": base, "dejavu": {s: base[s] + gain[s] for s in seeds}}
+    _fake_training(monkeypatch, miou)
+    out = tmp_path / "cmp"
+    report = compare_module.run_compare(_write_config(tmp_path), seeds, out_dir=out)
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["paired"] == json.loads(json.dumps(report["paired"]))
+    st = saved["paired"]["dejavu"]["seg/miou"]
+    assert st["n"] == 5 and st["seeds"] == seeds
+    assert st["diffs"] == pytest.approx([gain[s] for s in seeds])
+    mean, sd = float(np.mean(list(gain.values()))), float(np.std(list(gain.values()), ddof=1))
+    half = 2.7764451051977987 * sd / np.sqrt(5)  # t_{0.975, 4}
+    assert st["mean"] == pytest.approx(mean) and st["std"] == pytest.approx(sd)
+    assert st["ci"] == pytest.approx([mean - half, mean + half])
+    assert st["verdict"] == "effect"
+    # Per-class IoU: seed 1 has no value (NaN) for class 1, so 4 seeds pair there.
+    cls = saved["paired"]["dejavu"]["seg/iou_per_class/1"]
+    assert cls["n"] == 4 and cls["unpaired_seeds"] == [1]
+    assert saved["class_names"] == ["sky", "road"]
+    md = (out / "compare.md").read_text()
+    assert compare_module.format_difference(st, "seg/miou") in md
+    assert "| sky |" in md and "| road |" in md
+    assert "| 2 | 52.00 | 53.00 | +1.00 |" in md  # seed, reference, variant, difference
+
+
+def test_compare_one_seed_has_no_interval(tmp_path: Path, monkeypatch) -> None:
+    _fake_training(monkeypatch, {"baseline": {7: 0.5}, "dejavu": {7: 0.6}})
+    report = compare_module.run_compare(_write_config(tmp_path), [7], out_dir=tmp_path / "cmp")
+    st = report["paired"]["dejavu"]["seg/miou"]
+    assert st["n"] == 1 and st["ci"] is None and st["p_value"] is None and st["reason"]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "+10.00 (n=1, no interval)" in md
+    assert "no interval (n=1)" in md
+    json.loads((tmp_path / "cmp" / "compare.json").read_text())  # valid JSON, no NaN there
+
+
+def test_compare_reference_option(tmp_path: Path, monkeypatch, capsys) -> None:
+    miou = {"baseline": {0: 0.5, 1: 0.6}, "dejavu": {0: 0.55, 1: 0.62}}
+    calls: list = []
+    _fake_training(monkeypatch, miou, calls)
+    config = _write_config(tmp_path)
+    with pytest.raises(ValueError, match="not one of the variants"):
+        compare_module.run_compare(config, [0, 1], out_dir=tmp_path / "x", reference="nope")
+    assert calls == []  # refused before any training
+    out = tmp_path / "cmp"
+    args = ["compare", str(config), "--seeds", "2", "--out", str(out), "--reference", "dejavu"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "difference vs dejavu [95 % CI]" in captured.out
+    assert "training ..." in captured.err and "training ..." not in captured.out
+    report = json.loads((out / "compare.json").read_text())
+    assert report["reference"] == "dejavu" and set(report["paired"]) == {"baseline"}
+    assert report["paired"]["baseline"]["seg/miou"]["diffs"] == pytest.approx([-0.05, -0.02])
+
+
 def test_compare_named_variant_and_seed_list(tmp_path: Path) -> None:
     config = _write_config(tmp_path)
     out = tmp_path / "cmp"
@@ -225,6 +367,7 @@ def test_compare_named_variant_and_seed_list(tmp_path: Path) -> None:
     assert main([*args, "--variants", "plain:dejavu.enabled=false"]) == 0
     report = json.loads((out / "compare.json").read_text())
     assert report["variants"] == ["plain"] and report["seeds"] == [3]
+    assert report["paired"] == {}  # nothing to compare with
     saved = yaml.safe_load((out / "runs" / "plain" / "seed3" / "config.yaml").read_text())
     assert saved["dejavu"]["enabled"] is False and saved["seed"] == 3
 

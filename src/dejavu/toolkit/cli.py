@@ -124,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train the baseline (dejavu.enabled=false) and the DejaVu variant with the same "
             "schedule and seeds; report every final validation metric as mean +- std, "
-            "per-seed values, and the inference cost of both models. Writes compare.md and "
-            "compare.json."
+            "per-seed values, the paired difference to the reference variant (same seed) "
+            "with its 95% t-interval and paired t-test, and the inference cost of both "
+            "models. A difference whose interval contains 0 is reported as 'no measurable "
+            "effect'. Writes compare.md and compare.json. Progress goes to stderr, the "
+            "table to stdout."
         ),
     )
     _add_config_args(p)
@@ -144,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
             "(baseline:dejavu.enabled=false dejavu:dejavu.enabled=true), e.g. "
             "--variants base:dejavu.enabled=false blocks:dejavu.redaction.name=blocks"
         ),
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="NAME",
+        help="variant the others are compared with, seed by seed (default: the first)",
     )
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.set_defaults(handler=_cmd_compare)
@@ -365,8 +374,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         seeds=seeds,
         overrides=args.overrides,
         variants=variants,
+        reference=args.reference,
         out_dir=args.out,
-        log=lambda line: print(line, flush=True),
+        # Progress to stderr, results (the table, the files written) to stdout.
+        log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     console.print(compare_table(report))
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
