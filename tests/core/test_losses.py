@@ -270,3 +270,15 @@ def test_errors_name_the_problem() -> None:
         regeneration_loss(pred[0], target[0])
     with pytest.raises(ValueError, match=r"l1\+ssim"):
         regeneration_loss(pred[..., :4, :4], target[..., :4, :4], "l1+ssim")
+
+
+def test_gradient_kind_hand_computed() -> None:
+    from dejavu.losses import regeneration_loss
+
+    target = torch.zeros(1, 1, 2, 3)
+    pred = torch.tensor([[[[0.0, 1.0, 1.0], [0.0, 0.0, 3.0]]]])
+    # d = pred: |dx| = [[1, 0, 0], [0, 3, 0]], |dy| = [[0, 1, 2], [0, 0, 0]]; sum 7 over 6.
+    loss = regeneration_loss(pred, target, "gradient")
+    assert float(loss) == pytest.approx(7 / 6)
+    # A constant offset has no gradient: only edges count.
+    assert float(regeneration_loss(target + 5.0, target, "gradient")) == 0.0

@@ -8,6 +8,10 @@ Definitions (this project's; the paper gives no formula):
   ``a = ssim_weight`` and the per-pixel, per-channel SSIM map of
   :func:`dejavu.losses.ssim.ssim` (the monodepth-style mix, here with a
   Gaussian window).
+- ``gradient``: ``|dx(d)| + |dy(d)|``, the L1 distance between the image
+  gradients (forward differences; 0 in the last column/row), so only edges
+  count: a regenerator whose regions are flat is rewarded when its region
+  boundaries sit on the image's edges.
 - ``w = kept_weight * keep + redacted_weight * (1 - keep)`` (``w = 1`` when
   ``keep`` is None), broadcast over channels.
 - The result is ``sum(w * l) / (B * C * H * W)``: the weighted sum normalised
@@ -28,9 +32,9 @@ from dejavu.losses.ssim import _ssim_map
 
 __all__ = ["REGEN_LOSSES", "RegenerationLoss", "regeneration_loss"]
 
-REGEN_LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "l1+ssim")
+REGEN_LOSSES: tuple[str, ...] = ("l1", "l2", "charbonnier", "l1+ssim", "gradient")
 
-RegenLossKind = Literal["l1", "l2", "charbonnier", "l1+ssim"]
+RegenLossKind = Literal["l1", "l2", "charbonnier", "l1+ssim", "gradient"]
 
 _INF = float("inf")
 # SSIM window of the l1+ssim loss (the standard Wang et al. setting).
@@ -148,6 +152,10 @@ def regeneration_loss(
             per_elem = d.square()
         elif kind == "charbonnier":
             per_elem = torch.sqrt(d.square() + eps * eps)
+        elif kind == "gradient":
+            dx = F.pad((d[..., :, 1:] - d[..., :, :-1]).abs(), (0, 1))
+            dy = F.pad((d[..., 1:, :] - d[..., :-1, :]).abs(), (0, 0, 0, 1))
+            per_elem = dx + dy
         else:  # "l1+ssim"
             _check_ssim_size(pred)
             L: float | Tensor
