@@ -4,6 +4,8 @@
 - :class:`RecursiveCRM` (CRM-R): group-by-group (or T-step) regeneration with one shared ``g``.
 - :class:`ZeroCRM` (CRM-0): parameter-free; redacted pixels get the class colours of the
   visible pixels, weighted by the predicted class probabilities.
+- :class:`SpadeCRM` (``"spade"``): a bottlenecked image encoder and a decoder whose
+  every level is modulated by ``phi(C)`` through :class:`SPADE` (ours).
 - :class:`UNet`: the small U-Net both use.
 - :func:`class_groups`, :func:`group_masks`: the class grouping of CRM-R.
 
@@ -25,15 +27,18 @@ from dejavu.crm.factory import create_crm, crm_class, list_crms, register_crm
 from dejavu.crm.forward import ForwardCRM
 from dejavu.crm.groups import GroupMasks, class_groups, group_masks
 from dejavu.crm.recursive import RecursiveCRM
+from dejavu.crm.spade import SPADE, SpadeCRM
 from dejavu.crm.unet import NORMS, UNet
 from dejavu.crm.zero import ZeroCRM, class_colour_fill
 
 __all__ = [
     "NORMS",
+    "SPADE",
     "CRMBase",
     "ForwardCRM",
     "GroupMasks",
     "RecursiveCRM",
+    "SpadeCRM",
     "UNet",
     "ZeroCRM",
     "class_colour_fill",
