@@ -29,14 +29,23 @@ from dejavu.toolkit.diagnose import run_diagnose
 DESIGNS: dict[str, list[str]] = {
     "crmf": [],
     "zero_image": ["dejavu.crm={kind: zero}"],
-    "zero_t8": ["dejavu.crm={kind: zero, tile: 8}"],
-    "zero_t16": ["dejavu.crm={kind: zero, tile: 16}"],
-    "zero_t16_soft": ["dejavu.crm={kind: zero, tile: 16}", "dejavu.conditioning.hard=false"],
-    "zero_t16_random": [
-        "dejavu.crm={kind: zero, tile: 16}",
+    # Tiles (working-resolution pixels) must be larger than the 16-pixel blocks, or a
+    # redacted tile has no visible pixel and falls back to the image-level colours.
+    "zero_t32": ["dejavu.crm={kind: zero, tile: 32}"],
+    "zero_t48": ["dejavu.crm={kind: zero, tile: 48}"],
+    "zero_image_soft": ["dejavu.crm={kind: zero}", "dejavu.conditioning.hard=false"],
+    "zero_image_b16": [
+        "dejavu.crm={kind: zero}",
+        "dejavu.redaction={name: blocks, block: 16, ratio: 0.75}",
+    ],
+    "zero_t8_random": [
+        "dejavu.crm={kind: zero, tile: 8}",
         "dejavu.redaction={name: random, p: 0.25}",
     ],
-    "zero_t32_fullres": ["dejavu.crm={kind: zero, tile: 32, scale: 1.0}"],
+    "zero_image_gradient": [
+        "dejavu.crm={kind: zero}",
+        "dejavu.regen_loss={kind: gradient, kept_weight: 0.0}",
+    ],
     "spade": ["dejavu.crm={kind: spade, width: 16, depth: 3}"],
     "spade_lowpass": [
         "dejavu.crm={kind: spade, width: 16, depth: 3, use_keep: false}",

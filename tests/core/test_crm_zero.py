@@ -145,3 +145,17 @@ def test_dejavu_with_crm_zero_trains_the_base_network() -> None:
     assert float(out["regen"].detach()) > 0
     out["regen"].backward()
     assert base.weight.grad is not None and float(base.weight.grad.abs().sum()) > 0
+
+
+def test_fill_stays_within_the_visible_colours_at_half_resolution() -> None:
+    # The class means are convex combinations of visible colours; a resize that leaks
+    # visible colour into fully redacted cells (bilinear) would push them outside.
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(2, 3, 64, 96, generator=g) * 4 - 2
+    keep = torch.ones(2, 1, 64, 96)
+    keep[..., :32, :32] = 0
+    keep[..., 32:, 48:80] = 0
+    cond = F.one_hot(torch.randint(0, 3, (2, 64, 96), generator=g), 3).permute(0, 3, 1, 2)
+    out = ZeroCRM(3, scale=0.5, tile=8, prior=1e-3)(image * keep, cond.float(), keep)
+    assert float(out.max()) <= float(image.max()) + 1e-4
+    assert float(out.min()) >= float(image.min()) - 1e-4

@@ -22,10 +22,10 @@ regeneration loss moves each pixel's probability towards the class whose
 visible colour matches it (a colour-consistency signal). It needs a spatial
 redaction (a ``keep`` mask) and class-probability conditioning.
 
-At the working resolution the kept fraction of a cell is ``keep_w`` and the
-resized redacted image is ``I_r_w ~ keep_w * colour``, so the visible sums are
-``sum P_k I_r_w`` and ``sum P_k keep_w`` and the output is
-``I_r_w + (1 - keep_w) * fill``.
+At the working resolution (area averaging of both) the kept fraction of a
+cell is ``keep_w`` and the redacted image is ``I_r_w = keep_w * (mean visible
+colour)``, so the visible sums are ``sum P_k I_r_w`` and ``sum P_k keep_w`` and
+the output is ``I_r_w + (1 - keep_w) * fill``.
 
 Example:
     >>> crm = ZeroCRM(cond_channels=2, scale=1.0, prior=1e-6)
@@ -174,7 +174,12 @@ class ZeroCRM(CRMBase):
                 "the 'zero' CRM (CRM-0) needs a keep mask: use a spatial redaction "
                 "('random', 'checkerboard', 'blocks'), not a spectral one"
             )
-        redacted_w, cond_w, keep_w = self._prepare(redacted, cond, keep)
+        _, cond_w, keep_w = self._prepare(redacted, cond, keep)
+        # Area averaging (not the antialiased bilinear resize of _prepare) keeps the
+        # colour mass and the kept fraction of every cell consistent: a bilinear kernel
+        # leaks visible colour into fully redacted cells, inflating the class means.
+        size = (keep_w.shape[-2], keep_w.shape[-1])
+        redacted_w = F.interpolate(redacted, size=size, mode="area").to(keep_w.dtype)
         probs = cond_w[:, self.class_channels or slice(None)]
         fill = class_colour_fill(redacted_w, probs, keep_w, self.tile, self.prior)
         return redacted_w + (1.0 - keep_w) * fill

@@ -158,6 +158,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_compare)
 
     p = sub.add_parser(
+        "diagnose",
+        help="does the regeneration loss reward a better prediction? (minutes, not a training)",
+        description=(
+            "Regenerate a split's images with the design's CRM conditioned on the ground "
+            "truth, the network's own prediction, another image's truth and no information; "
+            "print the errors, informativeness = 1 - err(truth)/err(uniform) and headroom = "
+            "1 - err(truth)/err(own). Without --ckpt the config is first trained for --steps."
+        ),
+    )
+    _add_config_args(p)
+    p.add_argument("--ckpt", type=Path, default=None, help="network (and CRM) checkpoint")
+    p.add_argument("--steps", type=int, default=300, help="short training when no --ckpt")
+    p.add_argument(
+        "--crm-steps", type=int, default=300, help="fit a learned CRM absent from --ckpt"
+    )
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--num-images", type=int, default=None, help="first N images of the split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the redactions")
+    p.add_argument(
+        "--work-dir", type=Path, default=Path("runs/diagnose"), help="short trainings go here"
+    )
+    p.add_argument("--json", type=Path, default=None, help="write the report to this JSON file")
+    p.set_defaults(handler=_cmd_diagnose)
+
+    p = sub.add_parser(
         "redact",
         help="figure of an image and its redactions",
         description="Write a figure: the input beside each redaction of it.",
@@ -273,7 +298,7 @@ def _metrics_table(title: str, metrics: Mapping[str, float]) -> Table:
 
 
 #: Commands that run a Lightning Trainer.
-_TRAINER_COMMANDS = frozenset({"fit", "validate", "test", "predict", "compare", "demo"})
+_TRAINER_COMMANDS = frozenset({"fit", "validate", "test", "predict", "compare", "demo", "diagnose"})
 
 
 def _quiet_lightning() -> None:
@@ -381,6 +406,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     console.print(compare_table(report))
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
+    return EXIT_OK
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.diagnose import run_diagnose
+
+    if args.ckpt is not None and not args.ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+    cfg = _load_config(args)
+    report = run_diagnose(
+        cfg,
+        args.ckpt,
+        steps=args.steps,
+        crm_steps=args.crm_steps,
+        split=args.split,
+        num_images=args.num_images,
+        seed=args.seed,
+        work_dir=args.work_dir,
+        out=args.json,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    table = Table(title=f"regeneration error by conditioning ({report['split']}, "
+                  f"{report['num_images']} images)")  # fmt: skip
+    table.add_column("conditioning")
+    table.add_column("error", justify="right")
+    table.add_column("vs own", justify="right")
+    own = report["errors"]["own"]
+    for name, err in report["errors"].items():
+        table.add_row(name, f"{err:.5f}", f"{100 * (err / own - 1):+.2f} %")
+    _console().print(table)
+    print(f"informativeness: {report['informativeness']:.4f}")
+    print(f"headroom:        {report['headroom']:.4f}")
+    if args.json is not None:
+        print(f"wrote {args.json}")
     return EXIT_OK
 
 
