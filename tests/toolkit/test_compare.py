@@ -397,3 +397,23 @@ def test_compare_refuses_a_run_dir_with_another_config(compared: tuple[dict, Pat
     config = out.parent / "tiny_dejavu.yaml"
     with pytest.raises(FileExistsError, match="different config"):
         compare_module.run_compare(config, [0], out_dir=out, overrides=["optim.lr=0.5"])
+
+
+def test_finished_baselines_survive_a_new_dejavu_design(compared: tuple[dict, Path, str]) -> None:
+    _, out, _ = compared
+    config = out.parent / "tiny_dejavu.yaml"
+    lines: list[str] = []
+    again = compare_module.run_compare(
+        config,
+        [0, 1],
+        out_dir=out,
+        overrides=["dejavu.regen_weight=0.37"],
+        variants={"baseline": ["dejavu.enabled=false"]},
+        log=lines.append,
+    )
+    # The baseline does not depend on the DejaVu settings: reused, not retrained.
+    assert sum("reusing the finished run" in line for line in lines) == 2
+    assert again["baseline"]["miou"]
+    # DejaVu runs do depend on them.
+    with pytest.raises(FileExistsError, match="different config"):
+        compare_module.run_compare(config, [0], out_dir=out, overrides=["dejavu.regen_weight=0.37"])

@@ -657,6 +657,28 @@ def _monitored(default_monitor: Callable[[Any], tuple[str, str]], cfg: Any) -> s
         return None
 
 
+def _same_run_config(saved: Mapping[str, Any], cfg: Any) -> bool:
+    """Whether a run directory's ``config.yaml`` describes the run ``cfg`` would train.
+
+    The saved mapping is read back through the current schema, so keys added to
+    the config since (with their defaults) do not make an old run look different.
+    A baseline (``dejavu.enabled: false``) does not depend on the other ``dejavu``
+    settings, so they are left out of its comparison: changing the DejaVu design
+    does not invalidate the finished baselines.
+    """
+    from dejavu.toolkit.config import config_from_dict, config_to_dict
+
+    try:
+        old = config_to_dict(config_from_dict(dict(saved)))
+    except ValueError:
+        return False
+    new = config_to_dict(cfg)
+    if not new["dejavu"]["enabled"] and not old["dejavu"]["enabled"]:
+        old.pop("dejavu")
+        new.pop("dejavu")
+    return old == new
+
+
 def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], None], bar: Any):
     """Train one run of the comparison, or pick up what an earlier launch left.
 
@@ -667,7 +689,7 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
     separately (e.g. in parallel, with the same overrides) are collected
     instead of trained again.
     """
-    from dejavu.toolkit.config import config_to_dict, load_yaml
+    from dejavu.toolkit.config import load_yaml
     from dejavu.toolkit.training import FitResult
     from dejavu.toolkit.training.callbacks import read_metrics
 
@@ -675,7 +697,7 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
     last = run_dir / "last.ckpt"
     if not last.exists():
         return run_fit(cfg, enable_progress_bar=bar)
-    if load_yaml(run_dir / "config.yaml") != config_to_dict(cfg):
+    if not _same_run_config(load_yaml(run_dir / "config.yaml"), cfg):
         raise FileExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"
         )
