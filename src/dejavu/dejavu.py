@@ -23,7 +23,15 @@ from dejavu.crm import crm_class, list_crms
 from dejavu.losses import RegenerationLoss
 from dejavu.redaction import Redaction, create_redaction
 
-__all__ = ["LOSS_KEYS", "DejaVu", "TaskLoss", "prediction_dict", "split_task_loss"]
+__all__ = [
+    "LOSS_KEYS",
+    "DejaVu",
+    "TaskLoss",
+    "labeled_rows",
+    "prediction_dict",
+    "select_rows",
+    "split_task_loss",
+]
 
 #: A task loss maps (predictions, batch) to a scalar, or to a dict of named
 #: scalars whose ``"loss"`` entry is the total.
@@ -238,8 +246,18 @@ class DejaVu(nn.Module):
     def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
         """Compute every loss for one batch.
 
+        Semi-supervised batches carry ``labeled``, a ``(B,)`` bool tensor
+        (True: the row has targets). The task loss, DejaVu-CL and DejaVu-TS
+        then see the labelled rows only: the predictions and every batch entry
+        with ``B`` rows are sliced along dim 0 (:func:`select_rows`) before
+        ``task_loss`` is called, and DejaVu-CL runs the base network again on
+        the labelled rows' regenerated images only. With no labelled row the
+        task loss is a zero that keeps the graph connected (and CL/TS are 0).
+        The regeneration loss and the shared-attention loss use every row:
+        they need no labels. Without ``labeled``, every row is labelled.
+
         Args:
-            batch: ``{"image": B x 3 x H x W, <targets>...}``.
+            batch: ``{"image": B x 3 x H x W, <targets>..., ["labeled": (B,) bool]}``.
             step: global step for the warm-up; ``None`` uses (and, in training
                 mode, advances) the module's own counter.
 
@@ -262,11 +280,23 @@ class DejaVu(nn.Module):
             if self.training:
                 self.num_steps += 1
 
+        mask = labeled_rows(batch, image.shape[0])
         redacted = self.redaction(image, generator=self.generator)
         pred = self.predict(image, redacted=redacted.image)
         sa_regenerated = pred.pop("regenerated", None)
 
-        task_total, task_parts = self._task_loss(pred, batch)
+        # Rows with targets: the task loss, CL and TS never see an unlabelled row.
+        any_labeled = mask is None or bool(mask.any())
+        task_pred, task_batch = pred, batch
+        if mask is not None and any_labeled and not bool(mask.all()):
+            task_pred = select_rows(pred, mask)
+            task_batch = select_rows(batch, mask)
+        else:
+            mask = None  # every row (or none) is labelled: nothing to slice
+        if any_labeled:
+            task_total, task_parts = self._task_loss(task_pred, task_batch)
+        else:
+            task_total, task_parts = _graph_zero(pred), {}
         zero = task_total.new_zeros(())
         out: dict[str, Any] = {f"task/{k}": v for k, v in task_parts.items()}
 
@@ -281,12 +311,15 @@ class DejaVu(nn.Module):
             target = self.crm.resize_to_working(image)
             regen = self.regen_loss(regenerated, target, keep=redacted.keep)
 
-            if self.cyclic_weight > 0:
+            labeled_regen = regenerated if mask is None else regenerated[mask]
+            if self.cyclic_weight > 0 and any_labeled:
                 # DejaVu-CL: the regenerated image goes back through the same network.
-                full = F.interpolate(regenerated, size=(h, w), mode="bilinear", align_corners=False)
-                cyclic, _ = self._task_loss(self.predict(full), batch)
-            if self.text_weight > 0:
-                text = self.text_supervision(regenerated, batch[self.text_target_key])
+                full = F.interpolate(
+                    labeled_regen, size=(h, w), mode="bilinear", align_corners=False
+                )
+                cyclic, _ = self._task_loss(self.predict(full), task_batch)
+            if self.text_weight > 0 and any_labeled:
+                text = self.text_supervision(labeled_regen, task_batch[self.text_target_key])
 
         if sa_regenerated is not None:
             sa_target = resize_conditioning(image, tuple(sa_regenerated.shape[-2:]))
@@ -327,6 +360,75 @@ class DejaVu(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def labeled_rows(batch: Mapping[str, Any], batch_size: int) -> Tensor | None:
+    """The batch's ``labeled`` entry (a ``(B,)`` bool tensor), checked; None when absent.
+
+    Raises:
+        ValueError: when ``labeled`` is not a bool tensor of shape ``(batch_size,)``.
+
+    Example:
+        >>> labeled_rows({"labeled": torch.tensor([True, False])}, 2)
+        tensor([ True, False])
+        >>> labeled_rows({}, 2) is None
+        True
+    """
+    mask = batch.get("labeled")
+    if mask is None:
+        return None
+    if (
+        not isinstance(mask, Tensor)
+        or mask.dtype != torch.bool
+        or tuple(mask.shape) != (batch_size,)
+    ):
+        got = (
+            f"{mask.dtype} tensor of shape {tuple(mask.shape)}"
+            if isinstance(mask, Tensor)
+            else type(mask).__name__
+        )
+        raise ValueError(
+            f"batch['labeled'] must be a bool tensor of shape ({batch_size},) (one flag per "
+            f"row), got a {got}"
+        )
+    return mask
+
+
+def select_rows(entries: Mapping[str, Any], mask: Tensor) -> dict[str, Any]:
+    """Keep the rows ``mask`` selects of every entry with ``len(mask)`` rows.
+
+    Tensors whose first dimension is ``len(mask)`` are indexed along dim 0,
+    lists and tuples of that length are filtered; anything else is kept as is.
+
+    Example:
+        >>> b = {"seg": torch.arange(6).view(3, 2), "name": ["a", "b", "c"], "k": 1}
+        >>> select_rows(b, torch.tensor([True, False, True]))
+        {'seg': tensor([[0, 1],
+                [4, 5]]), 'name': ['a', 'c'], 'k': 1}
+    """
+    n = int(mask.shape[0])
+    keep: list[bool] | None = None
+    out: dict[str, Any] = {}
+    for key, value in entries.items():
+        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == n:
+            out[key] = value[mask.to(value.device)]
+        elif isinstance(value, list | tuple) and len(value) == n:
+            keep = mask.tolist() if keep is None else keep
+            out[key] = [v for v, k in zip(value, keep, strict=True) if k]
+        else:
+            out[key] = value
+    return out
+
+
+def _graph_zero(pred: Mapping[str, Tensor]) -> Tensor:
+    """A float32 zero that depends on every prediction (a task loss with no labelled row)."""
+    total: Tensor | None = None
+    for value in pred.values():
+        z = value.float().sum() * 0.0
+        total = z if total is None else total + z
+    if total is None:
+        raise ValueError("the base network returned no prediction")
+    return total
 
 
 def prediction_dict(out: Tensor | Mapping[str, Tensor], key: str = "seg") -> dict[str, Tensor]:
