@@ -56,6 +56,12 @@ from dejavu.toolkit.data.transforms import (
     default_eval_transform,
     default_train_transform,
 )
+from dejavu.toolkit.data.unlabeled import (
+    UnlabeledFolder,
+    UnlabeledSplit,
+    find_images,
+    with_empty_targets,
+)
 
 __all__ = [
     "ADE20K",
@@ -84,11 +90,15 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomScale",
     "Resize",
+    "UnlabeledFolder",
+    "UnlabeledSplit",
     "convert_refinenet_to_nyud_mt",
     "create_dataset",
     "dataset_class",
     "default_eval_transform",
     "default_train_transform",
+    "find_images",
     "pad_collate",
     "render_scene",
+    "with_empty_targets",
 ]
