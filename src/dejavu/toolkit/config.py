@@ -135,6 +135,19 @@ class DataConfig:
     task needs."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``create_dataset`` arguments (e.g. ``size: [96, 128]`` for ``scenes``)."""
+    labeled_fraction: float = 1.0
+    """Semi-supervised training: the fraction in (0, 1] of the training split that keeps
+    its labels, a fixed subset of ``round(fraction * N)`` images (at least 1) drawn from
+    ``seed`` (the same seed gives the same subset; a smaller fraction's subset is contained
+    in a larger one's). With DejaVu the other images join the unlabelled pool; without,
+    they are not used. An epoch keeps the full split's number of steps (see the docs)."""
+    unlabeled_root: str | None = None
+    """A folder of extra unlabelled training images (any size; searched recursively for
+    png, jpg, jpeg, bmp, tif, tiff, webp), e.g. your own video frames; used only with
+    DejaVu (the regeneration loss needs no labels). ``None``: none."""
+    unlabeled_batch_size: int | None = None
+    """Unlabelled images per training batch and process, after the ``batch_size`` labelled
+    ones, when there is an unlabelled pool; ``None``: equal to ``batch_size``."""
 
 
 @dataclass
@@ -653,9 +666,14 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             "different sizes cannot be batched without a crop)"
         )
     check_in_range(d.color_jitter, "data.color_jitter", 0.0, 1.0)
-    for name in ("pad_to_multiple", "num_train", "num_val"):
+    for name in ("pad_to_multiple", "num_train", "num_val", "unlabeled_batch_size"):
         if getattr(d, name) is not None:
             _positive_int(getattr(d, name), f"data.{name}")
+    check_in_range(d.labeled_fraction, "data.labeled_fraction", 0.0, 1.0, low_inclusive=False)
+    if d.unlabeled_root is not None and not d.unlabeled_root.strip():
+        raise ValueError(
+            "data.unlabeled_root must be a folder of images or null, got an empty string"
+        )
 
     dj = cfg.dejavu
     if "name" not in dj.redaction:

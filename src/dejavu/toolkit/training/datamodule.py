@@ -11,24 +11,56 @@ therefore sees exactly the batches an uninterrupted run would, with any
 number of workers. Evaluation loaders are unshuffled; under DDP, Lightning
 gives them a ``DistributedSampler`` (which repeats a few samples when the
 split does not divide evenly among the processes).
+
+Semi-supervised training (``data.labeled_fraction`` < 1, or
+``data.unlabeled_root`` with DejaVu) uses :class:`SemiSupervisedSampler`
+instead: a fixed labelled subset (:func:`labeled_subset`) and an unlabelled
+pool (the rest of the split plus the folder's images, DejaVu only) are each
+cycled as an endless stream of seeded permutations, and every batch takes
+``batch_size`` labelled then ``unlabeled_batch_size`` unlabelled draws. An
+epoch keeps the full split's number of steps. The sampler yields
+``(kind, position, index)`` keys whose draw position in its stream is a
+function of ``(epoch, step, rank, slot)`` only, and
+:class:`SemiSupervisedSamples` seeds the augmentation from ``(seed, kind,
+position)``, so exact resume holds here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 
 from dejavu.toolkit.config import ExperimentConfig
 
-__all__ = ["DenseDataModule", "EpochSampler", "SeededSamples", "derive_seed", "sample_seed"]
+__all__ = [
+    "DenseDataModule",
+    "EpochSampler",
+    "SeededSamples",
+    "SemiSupervisedSampler",
+    "SemiSupervisedSamples",
+    "derive_seed",
+    "labeled_subset",
+    "sample_seed",
+    "steps_per_epoch",
+]
+
+# Tags that keep this module's seeds apart from each other and from the other uses of
+# derive_seed ((seed, epoch, index) for SeededSamples; (seed, 1, epoch, batch, rank) for the
+# training step's RNG). Each fits one 32-bit word and is far above any epoch number.
+_SUBSET_TAG = 0x5E31_0001  # which images keep their labels
+_ORDER_TAGS = (0x5E31_0002, 0x5E31_0003)  # per-pass order of the labelled / unlabelled stream
+_AUGMENT_TAG = 0x5E31_0004  # augmentation of one draw of a stream
+LABELED, UNLABELED = 0, 1
 
 
 def derive_seed(*keys: int) -> int:
@@ -50,6 +82,22 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
         True
     """
     return derive_seed(seed, epoch, index)
+
+
+@contextlib.contextmanager
+def _seeded_rngs(s: int) -> Iterator[None]:
+    """Seed torch's CPU RNG, numpy's and Python's global RNGs with ``s``; restore them after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    # fork_rng restores torch's CPU generator; only it is seeded (CUDA RNGs are left alone).
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 class SeededSamples(Dataset):
@@ -79,18 +127,8 @@ class SeededSamples(Dataset):
         if not isinstance(key, tuple):
             return self.dataset[key]
         epoch, index = key
-        s = sample_seed(self.seed, epoch, index)
-        py_state, np_state = random.getstate(), np.random.get_state()
-        # fork_rng restores torch's CPU generator; only it is seeded (CUDA RNGs are left alone).
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(s)
-            random.seed(s)
-            np.random.seed(s % 2**32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+        with _seeded_rngs(sample_seed(self.seed, epoch, index)):
+            return self.dataset[index]
 
 
 class EpochSampler(DistributedSampler):
@@ -113,6 +151,177 @@ class EpochSampler(DistributedSampler):
             yield (epoch, index)
 
 
+def labeled_subset(num_samples: int, fraction: float, seed: int) -> list[int]:
+    """The training-split positions that keep their labels, sorted.
+
+    ``max(1, round(fraction * num_samples))`` positions (Python's ``round``),
+    the first ones of a permutation drawn from ``seed`` alone: the same seed
+    gives the same subset, another seed a different one, and with one seed
+    the subset of a smaller fraction lies inside that of a larger one.
+
+    Example:
+        >>> labeled_subset(8, 0.25, seed=0) == labeled_subset(8, 0.25, seed=0)
+        True
+        >>> len(labeled_subset(367, 0.125, seed=0)), labeled_subset(5, 1.0, seed=3)
+        (46, [0, 1, 2, 3, 4])
+        >>> set(labeled_subset(40, 0.1, seed=1)) <= set(labeled_subset(40, 0.5, seed=1))
+        True
+    """
+    n = int(num_samples)
+    if n < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    k = min(n, max(1, round(fraction * n)))
+    g = torch.Generator().manual_seed(derive_seed(seed, _SUBSET_TAG))
+    return sorted(torch.randperm(n, generator=g)[:k].tolist())
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Training batches per epoch and process for a split of ``num_samples``.
+
+    What the plain loader gives: each process gets ``ceil(num_samples /
+    world_size)`` samples (``DistributedSampler`` pads), batched with
+    ``drop_last`` when that is at least one full batch, else one short batch.
+
+    Example:
+        >>> steps_per_epoch(367, 8), steps_per_epoch(367, 8, world_size=2), steps_per_epoch(3, 8)
+        (45, 23, 1)
+    """
+    per_rank = math.ceil(int(num_samples) / int(world_size))
+    return per_rank // batch_size if per_rank >= batch_size else 1
+
+
+class SemiSupervisedSampler(DistributedSampler):
+    """Keys of a semi-supervised epoch: per step, labelled draws then unlabelled draws.
+
+    The labelled positions (indices into the training split) and the
+    unlabelled pool (``num_unlabeled`` items) are each an endless stream: pass
+    ``p`` of a stream is a permutation drawn from ``(seed, stream, p)``, so each
+    is cycled and reshuffled every pass. Step ``t`` of ``epoch`` on process
+    ``rank`` of ``num_replicas`` takes draws ``((epoch * steps + t) *
+    num_replicas + rank) * size + j``, ``j < size``, of each stream (``size``
+    is ``batch_size`` or ``unlabeled_batch_size``): the processes share the
+    streams without overlap and every key depends only on ``(epoch, t, rank,
+    j)``. Keys are ``(kind, position, index)`` with ``kind`` 0 (labelled,
+    ``index`` into the split) or 1 (unlabelled, ``index`` into the pool), in
+    batch order, so a ``DataLoader`` with ``batch_size = batch_size +
+    unlabeled_batch_size`` (and no ``drop_last``) cuts them into the batches.
+
+    A ``DistributedSampler`` subclass, so Lightning neither replaces it under
+    DDP nor forgets to call :meth:`set_epoch`.
+
+    Example:
+        >>> s = SemiSupervisedSampler([3, 7], num_unlabeled=5, steps_per_epoch=2,
+        ...     batch_size=2, unlabeled_batch_size=1, num_replicas=1, rank=0, seed=0)
+        >>> len(s), [k[0] for k in s][:3], sorted(i for k, _, i in list(s)[:2] if k == 0)
+        (6, [0, 0, 1], [3, 7])
+    """
+
+    def __init__(
+        self,
+        labeled: Sequence[int],
+        num_unlabeled: int,
+        steps_per_epoch: int,
+        batch_size: int,
+        unlabeled_batch_size: int,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if not labeled:
+            raise ValueError("labeled must hold at least one index")
+        if unlabeled_batch_size > 0 and num_unlabeled < 1:
+            raise ValueError("unlabeled_batch_size > 0 needs a non-empty unlabelled pool")
+        super().__init__(
+            range(len(labeled)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
+        )
+        self.labeled = [int(i) for i in labeled]
+        self.num_unlabeled = int(num_unlabeled)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.batch_size = int(batch_size)
+        self.unlabeled_batch_size = int(unlabeled_batch_size)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * (self.batch_size + self.unlabeled_batch_size)
+
+    def _order(self, kind: int, size: int, p: int) -> list[int]:
+        g = torch.Generator().manual_seed(derive_seed(self.seed, _ORDER_TAGS[kind], p))
+        return torch.randperm(size, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        streams = (
+            (LABELED, self.batch_size, self.labeled),
+            (UNLABELED, self.unlabeled_batch_size, range(self.num_unlabeled)),
+        )
+        passes: dict[tuple[int, int], list[int]] = {}
+        for t in range(self.steps_per_epoch):
+            step = epoch * self.steps_per_epoch + t
+            for kind, size, items in streams:
+                for j in range(size):
+                    position = (step * self.num_replicas + self.rank) * size + j
+                    p, offset = divmod(position, len(items))
+                    if (kind, p) not in passes:
+                        passes = {k: v for k, v in passes.items() if k[0] != kind}
+                        passes[(kind, p)] = self._order(kind, len(items), p)
+                    yield (kind, position, items[passes[(kind, p)][offset]])
+
+
+class SemiSupervisedSamples(Dataset):
+    """Labelled and unlabelled samples behind :class:`SemiSupervisedSampler`'s keys.
+
+    ``samples[(kind, position, index)]`` runs ``labeled[index]`` (kind 0) or
+    ``unlabeled[index]`` (kind 1) with torch's, numpy's and Python's global
+    RNGs seeded from ``(seed, kind, position)`` (restored afterwards), so a
+    draw's augmentation depends on its place in its stream only. Labelled
+    samples get ``labeled=True``; unlabelled ones (image only) get the targets
+    ``target_keys`` filled with ignore/invalid values
+    (:func:`~dejavu.toolkit.data.with_empty_targets`) and ``labeled=False``.
+    Both get a ``name`` when they lack one, so they collate together.
+
+    Args:
+        labeled: the training split (with its training transform).
+        unlabeled: image-only samples (with the same transform), or None.
+        seed: the run's seed.
+        target_keys: the targets a labelled sample carries.
+        ignore_index: the segmentation fill value.
+    """
+
+    def __init__(
+        self,
+        labeled: Dataset,
+        unlabeled: Dataset | None,
+        seed: int,
+        target_keys: Sequence[str],
+        ignore_index: int = 255,
+    ) -> None:
+        self.labeled = labeled
+        self.unlabeled = unlabeled
+        self.seed = int(seed)
+        self.target_keys = tuple(target_keys)
+        self.ignore_index = int(ignore_index)
+
+    def __len__(self) -> int:
+        return len(self.labeled) + (len(self.unlabeled) if self.unlabeled is not None else 0)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        from dejavu.toolkit.data import with_empty_targets
+
+        kind, position, index = key
+        source = self.labeled if kind == LABELED else self.unlabeled
+        if source is None:
+            raise IndexError(f"key {key!r} asks for an unlabelled sample but there is no pool")
+        with _seeded_rngs(derive_seed(self.seed, _AUGMENT_TAG, kind, position)):
+            sample = dict(source[index])
+        if kind != LABELED:
+            sample = with_empty_targets(sample, self.target_keys, self.ignore_index)
+        sample.setdefault("name", f"{'unlabeled' if kind else 'labeled'}_{index:06d}")
+        sample["labeled"] = kind == LABELED
+        return sample
+
+
 def _accepts(cls: type, name: str) -> bool:
     try:
         return name in inspect.signature(cls.__init__).parameters
@@ -131,6 +340,13 @@ class DenseDataModule(pl.LightningDataModule):
     loader batches with :func:`~dejavu.toolkit.data.pad_collate` (padding to
     ``data.pad_to_multiple``), so evaluation images of different sizes batch.
 
+    Semi-supervised (:attr:`semi_supervised`): only :attr:`labeled_indices` of
+    the training split keep their labels; with DejaVu, :attr:`unlabeled` holds
+    the other training images plus those under ``data.unlabeled_root`` (built
+    by :meth:`setup`, which raises ``ValueError`` for a missing or empty
+    folder); without DejaVu no unlabelled image is loaded. See
+    :class:`SemiSupervisedSampler` for the batches.
+
     Example:
         >>> import tempfile
         >>> from dejavu.toolkit.config import config_from_dict
@@ -148,6 +364,7 @@ class DenseDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.dataset_cls = dataset_class(cfg.data.name)
         self.datasets: dict[str, Dataset] = {}
+        self._unlabeled: Dataset | None = None
 
     # ----------------------------------------------------------------- metadata
     def _any_dataset(self) -> Any:
@@ -260,6 +477,59 @@ class DenseDataModule(pl.LightningDataModule):
         for role in roles:
             if role not in self.datasets:
                 self.datasets[role] = self._build(role)
+        if "train" in roles:
+            self.unlabeled  # noqa: B018 - builds the pool: a bad unlabelled folder fails here
+
+    # ----------------------------------------------------------------- semi-supervised
+    def _uses_unlabeled(self) -> bool:
+        return self.cfg.dejavu.enabled and (
+            len(self.labeled_indices) < len(self.dataset("train"))  # type: ignore[arg-type]
+            or self.cfg.data.unlabeled_root is not None
+        )
+
+    @property
+    def labeled_indices(self) -> list[int]:
+        """Positions in the training split that keep their labels (all of them at fraction 1)."""
+        n = len(self.dataset("train"))  # type: ignore[arg-type]
+        return labeled_subset(n, self.cfg.data.labeled_fraction, self.cfg.seed)
+
+    @property
+    def semi_supervised(self) -> bool:
+        """Whether training batches come from :class:`SemiSupervisedSampler`.
+
+        True when some training labels are dropped, or with DejaVu and
+        ``data.unlabeled_root``; otherwise the plain loader (all labels, no
+        ``labeled`` entry) is used, exactly as without these options.
+        """
+        n = len(self.dataset("train"))  # type: ignore[arg-type]
+        return len(self.labeled_indices) < n or self._uses_unlabeled()
+
+    @property
+    def unlabeled(self) -> Dataset | None:
+        """The unlabelled pool (DejaVu only; training transform, no targets), or None.
+
+        The training-split images outside :attr:`labeled_indices`
+        (:class:`~dejavu.toolkit.data.UnlabeledSplit`) followed by the images
+        under ``data.unlabeled_root`` (:class:`~dejavu.toolkit.data.UnlabeledFolder`).
+        """
+        if self._unlabeled is None and self._uses_unlabeled():
+            from dejavu.toolkit.data import UnlabeledFolder, UnlabeledSplit
+
+            train = self.dataset("train")
+            keep = set(self.labeled_indices)
+            rest = [i for i in range(len(train)) if i not in keep]  # type: ignore[arg-type]
+            parts: list[Dataset] = []
+            if rest:
+                parts.append(UnlabeledSplit(train, rest, self.transform(True)))
+            if self.cfg.data.unlabeled_root is not None:
+                parts.append(UnlabeledFolder(self.cfg.data.unlabeled_root, self.transform(True)))
+            self._unlabeled = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        return self._unlabeled
+
+    def _target_keys(self) -> tuple[str, ...]:
+        train = self.dataset("train")
+        base = train.dataset if isinstance(train, Subset) else train
+        return tuple(getattr(base, "tasks", self._task_keys()))
 
     def dataset(self, role: str) -> Dataset:
         """The dataset of ``role`` (``"train"``, ``"val"`` or ``"test"``), built on demand."""
@@ -290,6 +560,8 @@ class DenseDataModule(pl.LightningDataModule):
         d = self.cfg.data
         ds = self.dataset("train")
         world, rank = self._world()
+        if self.semi_supervised:
+            return self._semi_supervised_loader(ds, world, rank)
         sampler = EpochSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.cfg.seed)
         # With workers, the iterator built right after this draws indices before Lightning's
         # first set_epoch call; give it the epoch Lightning will set (the processed-epochs
@@ -303,6 +575,41 @@ class DenseDataModule(pl.LightningDataModule):
             num_workers=d.num_workers,
             collate_fn=self._collate(),
             drop_last=per_rank >= d.batch_size,
+            persistent_workers=d.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _semi_supervised_loader(self, ds: Dataset, world: int, rank: int) -> DataLoader:
+        d = self.cfg.data
+        pool = self.unlabeled
+        num_unlabeled = len(pool) if pool is not None else 0  # type: ignore[arg-type]
+        ub = (d.unlabeled_batch_size or d.batch_size) if num_unlabeled else 0
+        sampler = SemiSupervisedSampler(
+            self.labeled_indices,
+            num_unlabeled,
+            steps_per_epoch(len(ds), d.batch_size, world),  # type: ignore[arg-type]
+            d.batch_size,
+            ub,
+            num_replicas=world,
+            rank=rank,
+            seed=self.cfg.seed,
+        )
+        sampler.set_epoch(self._epoch())  # see train_dataloader
+        base = ds.dataset if isinstance(ds, Subset) else ds
+        samples = SemiSupervisedSamples(
+            ds,
+            pool,
+            self.cfg.seed,
+            self._target_keys(),
+            int(getattr(base, "ignore_index", self.cfg.task.ignore_index)),
+        )
+        return DataLoader(
+            samples,
+            batch_size=d.batch_size + ub,
+            sampler=sampler,
+            num_workers=d.num_workers,
+            collate_fn=self._collate(),
+            drop_last=False,  # the sampler yields whole batches
             persistent_workers=d.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

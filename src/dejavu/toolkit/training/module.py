@@ -26,7 +26,15 @@ import torch
 from torch import Tensor, nn
 
 from dejavu._validation import check_image
-from dejavu.dejavu import LOSS_KEYS, DejaVu, prediction_dict, split_task_loss
+from dejavu.dejavu import (
+    LOSS_KEYS,
+    DejaVu,
+    _graph_zero,
+    labeled_rows,
+    prediction_dict,
+    select_rows,
+    split_task_loss,
+)
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
 from dejavu.toolkit.tasks import Task, create_task
 from dejavu.toolkit.training.datamodule import derive_seed
@@ -75,7 +83,9 @@ class TaskObjective(nn.Module):
     ``forward`` returns the same keys as :meth:`dejavu.dejavu.DejaVu.forward`
     (``regen``, ``cyclic``, ``text``, ``sa`` are 0; ``redacted``, ``keep``,
     ``regenerated`` and ``target`` are None), so the training loop does not
-    branch on the variant.
+    branch on the variant. A batch with a ``labeled`` ``(B,)`` bool entry has
+    its task loss computed on the labelled rows only (as ``DejaVu`` does; a
+    graph-connected 0 when no row is labelled).
 
     Args:
         base: the base network (``image -> dict`` or a tensor, stored under
@@ -114,7 +124,14 @@ class TaskObjective(nn.Module):
             raise ValueError(f"batch has no {self.image_key!r} entry; keys: {sorted(batch)}")
         image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
         pred = prediction_dict(self.base(image), self.output_key)
-        total, parts = split_task_loss(self.task_loss(pred, batch))
+        mask = labeled_rows(batch, image.shape[0])
+        if mask is None or bool(mask.all()):
+            total, parts = split_task_loss(self.task_loss(pred, batch))
+        elif bool(mask.any()):
+            rows = select_rows(pred, mask), select_rows(batch, mask)
+            total, parts = split_task_loss(self.task_loss(*rows))
+        else:
+            total, parts = _graph_zero(pred), {}
         zero = total.new_zeros(())
         out: dict[str, Any] = {f"task/{k}": v for k, v in parts.items()}
         out.update(
@@ -219,8 +236,9 @@ class DejaVuModule(pl.LightningModule):
 
     Logged: ``train/loss``, ``train/task``, ``train/regen``, ``train/cyclic``,
     ``train/text``, ``train/sa``, ``train/task/<head>``, ``train/regen_weight``,
-    ``train/lr`` per step; ``val/loss`` (task loss) and ``val/<head>/<metric>``
-    per validation; ``test/...`` likewise.
+    ``train/lr``, ``train/labeled_in_batch`` (rows with targets) and
+    ``train/labeled_fraction_in_batch`` per step; ``val/loss`` (task loss) and
+    ``val/<head>/<metric>`` per validation; ``test/...`` likewise.
 
     Example:
         >>> cfg = config_from_dict({"model": {"name": "fpn_test_resnet"}})
@@ -327,6 +345,10 @@ class DejaVuModule(pl.LightningModule):
         logs.update({f"train/{k}": v.detach() for k, v in out.items() if k.startswith("task/")})
         logs["train/regen_weight"] = float(out["regen_weight"])
         logs["train/lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        labeled = batch.get("labeled")
+        n_labeled = int(labeled.sum()) if isinstance(labeled, Tensor) else bs
+        logs["train/labeled_in_batch"] = float(n_labeled)
+        logs["train/labeled_fraction_in_batch"] = n_labeled / bs
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=bs)
         self.log("train/loss_epoch", out["loss"].detach(), on_step=False, on_epoch=True,
                  batch_size=bs, prog_bar=True, sync_dist=True)  # fmt: skip
