@@ -42,6 +42,24 @@ DESIGNS: dict[str, list[str]] = {
         "dejavu.crm={kind: zero, tile: 8}",
         "dejavu.redaction={name: random, p: 0.25}",
     ],
+    "zero_image_random": ["dejavu.crm={kind: zero}", "dejavu.redaction={name: random, p: 0.25}"],
+    "zero_t4_random": [
+        "dejavu.crm={kind: zero, tile: 4}",
+        "dejavu.redaction={name: random, p: 0.25}",
+    ],
+    "zero_t8_random50": [
+        "dejavu.crm={kind: zero, tile: 8}",
+        "dejavu.redaction={name: random, p: 0.5}",
+    ],
+    "zero_t16_b8": [
+        "dejavu.crm={kind: zero, tile: 16}",
+        "dejavu.redaction={name: blocks, block: 8, ratio: 0.75}",
+    ],
+    "zero_t8_random_full": [
+        "dejavu.crm={kind: zero, tile: 16, scale: 1.0}",
+        "dejavu.redaction={name: random, p: 0.25}",
+    ],
+    "crmf_random": ["dejavu.redaction={name: random, p: 0.25}"],
     "zero_image_gradient": [
         "dejavu.crm={kind: zero}",
         "dejavu.regen_loss={kind: gradient, kept_weight: 0.0}",

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
 from dejavu.conditioning import Conditioning, resize_conditioning
-from dejavu.crm import crm_class, list_crms
+from dejavu.crm import create_crm, list_crms
 from dejavu.losses import RegenerationLoss
 from dejavu.redaction import Redaction, create_redaction
 
@@ -211,7 +211,7 @@ class DejaVu(nn.Module):
             seg_keys = [k for k, kind in self.conditioning.spec.items() if kind == "segmentation"]
             if len(seg_keys) == 1 and len(self.conditioning.spec) > 1:
                 kwargs[arg] = self.conditioning.slices(heads)[seg_keys[0]]
-        return crm_class(crm)(cond_channels, **kwargs)
+        return create_crm(crm, cond_channels, **kwargs)
 
     # ----------------------------------------------------------------- public
     def eval_model(self) -> nn.Module:

@@ -52,7 +52,7 @@ def test_base_chain_is_deep_merged(tmp_path):
     assert cfg.data.batch_size == 4
     assert cfg.dejavu.enabled is False
     # free-form mappings merge across files and onto their defaults
-    assert cfg.dejavu.crm == {"kind": "forward", "width": 8, "depth": 2, "scale": 0.5}
+    assert cfg.dejavu.crm == {"kind": "forward", "width": 8, "depth": 2}  # scale: the class default
     assert cfg.name == "run"  # the file stem when no file sets it
 
 

@@ -171,10 +171,9 @@ class DejaVuConfig:
     """``false`` trains with the task loss only (same model, data and schedule)."""
     redaction: dict[str, Any] = field(default_factory=lambda: {"name": "random"})
     """``create_redaction`` arguments: ``name`` plus that redaction's options."""
-    crm: dict[str, Any] = field(
-        default_factory=lambda: {"kind": "forward", "width": 16, "depth": 3, "scale": 0.5}
-    )
-    """CRM: ``kind`` (``forward`` or ``recursive``) plus its constructor options."""
+    crm: dict[str, Any] = field(default_factory=lambda: {"kind": "forward"})
+    """CRM: ``kind`` (a name of ``dejavu.crm.list_crms()``: ``forward``, ``recursive``,
+    ``zero``, ...) plus its constructor options (their defaults are the class's)."""
     conditioning: dict[str, Any] = field(
         default_factory=lambda: {"temperature": 1.0, "hard": False}
     )
