@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import scipy.fft
@@ -161,6 +164,37 @@ def test_radial_plan_equals_the_full_mask(shape: tuple[int, int]) -> None:
     if h * w > 100:  # the box only covers the low frequencies
         assert small.rows is not None and small.rows.numel() * small.cols < h * (w // 2 + 1) / 4
         assert small.outside == "zero"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (8, 1), (7, 5), (16, 24), (33, 20)])
+def test_radial_plan_with_an_integer_radius(shape: tuple[int, int]) -> None:
+    # An integer radius (the spectral redactions' exact squared radius) stays integer: no
+    # float sentinel or float limit may round it. Offsetting it by 2**60 makes neighbouring
+    # values equal in float64 (ulp 256 there), so any float conversion would merge them.
+    h, w = shape
+    u = torch.arange(h, dtype=torch.int64)[:, None] * w
+    v = torch.arange(w, dtype=torch.int64)[None, :] * h
+    s = u * u + v * v
+    x = torch.randn(3, 2, h, w, dtype=torch.float64)
+    for offset in (0, 2**60):
+        r = s + offset
+        cut = (offset + torch.tensor([1, h * h + 1, 2 * (h * w) ** 2 // 9])).view(3, 1, 1, 1)
+        lo, hi = offset + 2, offset + w * w
+        cases = [
+            (lambda t, cut=cut: t < cut, int(cut.max())),
+            (lambda t, cut=cut: t >= cut, int(cut.max()) + Fraction(1, 2)),  # floored exactly
+            (lambda t, lo=lo, hi=hi: (t < lo) | (t >= hi), hi),
+        ]
+        for keep, limit in cases:
+            plan = dct2_filter_plan_radial(r, keep, limit, dtype=torch.float64)
+            expected = idct2(dct2(x) * keep(r).double())
+            torch.testing.assert_close(dct2_filter(x, plan), expected, rtol=1e-10, atol=1e-10)
+    plan = dct2_filter_plan_radial(s, lambda t: t < 3, 2.5)  # a float limit is floored too
+    torch.testing.assert_close(dct2_filter(x, plan), idct2(dct2(x) * (s < 3).double()))
+    with pytest.raises(ValueError, match="limit must be a number"):
+        dct2_filter_plan_radial(s, lambda t: t < 1, math.nan)
+    with pytest.raises(ValueError, match="rho must be a real floating-point or integer"):
+        dct2_filter_plan_radial(s > 0, lambda t: t, 0)
 
 
 def test_half_precision_is_computed_in_float32() -> None:

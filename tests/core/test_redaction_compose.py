@@ -22,7 +22,10 @@ from dejavu.redaction import (
     Redaction,
     choice_redaction,
     create_redaction,
+    dct2,
+    idct2,
     random_redaction,
+    spectral_keep_mask,
     spectral_redaction,
 )
 
@@ -210,14 +213,31 @@ def _compile_unsupported() -> str | None:
 @pytest.mark.skipif(_compile_unsupported() is not None, reason=str(_compile_unsupported()))
 @pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex")
 def test_torch_compile_smoke() -> None:
-    def redact(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    band = (0.05, 0.25)
+
+    def redact(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         spatial = random_redaction(x, p=0.5)
-        spectral = spectral_redaction(x, "bandstop", band=(0.05, 0.25))
+        dct = spectral_redaction(x, "bandstop", band=band)
+        fft = spectral_redaction(x, "bandstop", band=band, basis="fft")
         assert spatial.keep is not None
-        return spatial.image, spatial.keep, spectral.image
+        return spatial.image, spatial.keep, dct.image, fft.image
 
     x = torch.randn(2, 3, 16, 24)
-    image, keep, spectral = torch.compile(redact)(x)  # one small function, compiled once
+    image, keep, dct, fft = torch.compile(redact)(x)  # one small function, compiled once
     torch.testing.assert_close(image, x * keep, rtol=0, atol=0)
     assert 0 < keep.mean() < 1
-    torch.testing.assert_close(spectral, redact(x)[2], rtol=1e-5, atol=1e-5)
+    # 16 x 24 has frequencies exactly on the edge 0.25 (DCT (4, 6), four FFT bins), which
+    # a rounded radius put on either side depending on compilation; membership is exact
+    # integers, so compiled and eager outputs differ only by float32 transform rounding.
+    eager = redact(x)
+    torch.testing.assert_close(dct, eager[2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fft, eager[3], rtol=1e-5, atol=1e-5)
+    # Both match the float64 filter with the exact mask (float32 transforms: ~1e-6).
+    for out, basis in ((dct, "dct"), (fft, "fft")):
+        mask = spectral_keep_mask(16, 24, "bandstop", band=band, basis=basis).double()
+        xd = x.double()
+        if basis == "dct":
+            expected = idct2(dct2(xd) * mask)
+        else:
+            expected = torch.fft.ifft2(torch.fft.fft2(xd) * mask).real
+        torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -18,8 +19,11 @@ from dejavu.redaction import (
     LowpassRedaction,
     SpectralRedaction,
     dct2,
+    spectral_edge_threshold,
+    spectral_keep_mask,
     spectral_radius,
     spectral_redaction,
+    spectral_squared_radius,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -32,7 +36,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _rho_np(h: int, w: int, basis: str) -> np.ndarray:
-    """The documented radius, built with numpy."""
+    """The documented radius, built with numpy (float64: for inspection only)."""
     u = np.arange(h)[:, None].astype(float)
     v = np.arange(w)[None, :].astype(float)
     if basis == "dct":
@@ -42,24 +46,50 @@ def _rho_np(h: int, w: int, basis: str) -> np.ndarray:
     return np.sqrt(fu**2 + fv**2) / np.sqrt(2)
 
 
-def _keep_np(rho: np.ndarray, mode: str, a: float, b: float, keep_dc: bool) -> np.ndarray:
-    """The documented keep rule: band [a, b), an upper edge >= 1 has no limit."""
-    band = (rho >= a) & ((rho < b) | (b >= 1))
+def _squared_np(h: int, w: int, basis: str) -> tuple[np.ndarray, int]:
+    """The documented integer squared radius ``s`` and ``D = 2 H^2 W^2`` (rho^2 = s / D)."""
+    u = np.arange(h, dtype=np.int64)[:, None]
+    v = np.arange(w, dtype=np.int64)[None, :]
+    if basis == "dct":
+        s = (u * w) ** 2 + (v * h) ** 2
+    else:
+        s = (2 * np.minimum(u, h - u) * w) ** 2 + (2 * np.minimum(v, w - v) * h) ** 2
+    return s, 2 * h * h * w * w
+
+
+def _threshold_np(edge: float, d: int, upper: bool) -> int:
+    """``rho >= edge`` iff ``s >= ceil(e^2 D)``, ``e`` the decimal the edge prints as."""
+    e = Fraction(repr(float(edge)))
+    return d + 1 if upper and e >= 1 else math.ceil(e * e * d)
+
+
+def _keep_s(s: np.ndarray, mode: str, lo: int, hi: int, keep_dc: bool) -> np.ndarray:
+    """The documented keep rule on integers: band ``lo <= s < hi``, DC is ``s == 0``."""
+    band = (s >= lo) & (s < hi)
     keep = band if mode in ("lowpass", "bandpass") else ~band
     if keep_dc and mode in ("highpass", "bandpass"):
-        keep[0, 0] = True
+        keep = keep | (s == 0)
     return keep.astype(float)
 
 
-def _reference(x: np.ndarray, mode: str, a: float, b: float, basis: str, keep_dc: bool = True):
-    h, w = x.shape[-2:]
-    keep = _keep_np(_rho_np(h, w, basis), mode, a, b, keep_dc)
+def _keep_np(h: int, w: int, basis: str, mode: str, a: float, b: float, keep_dc: bool):
+    """The documented keep rule for edges ``[a, b)`` (an upper edge >= 1 has no limit)."""
+    s, d = _squared_np(h, w, basis)
+    return _keep_s(s, mode, _threshold_np(a, d, False), _threshold_np(b, d, True), keep_dc)
+
+
+def _filter_np(x: np.ndarray, keep: np.ndarray, basis: str) -> np.ndarray:
     if basis == "dct":
         c = scipy.fft.dctn(x, axes=(-2, -1), norm="ortho")
         return scipy.fft.idctn(c * keep, axes=(-2, -1), norm="ortho")
     y = np.fft.ifft2(np.fft.fft2(x, axes=(-2, -1)) * keep, axes=(-2, -1))
     assert np.abs(y.imag).max() < 1e-9  # the symmetric mask keeps the result real
     return y.real
+
+
+def _reference(x: np.ndarray, mode: str, a: float, b: float, basis: str, keep_dc: bool = True):
+    h, w = x.shape[-2:]
+    return _filter_np(x, _keep_np(h, w, basis, mode, a, b, keep_dc), basis)
 
 
 def _run(x: torch.Tensor, mode: str, a: float, b: float, **kw) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -78,8 +108,40 @@ def test_radius_definitions() -> None:
     assert fft.dtype == torch.float32
     assert fft[2, 4].item() == pytest.approx(1.0)  # Nyquist corner
     assert torch.equal(fft[1], fft[3]) and torch.equal(fft[:, 1], fft[:, 7])  # |frequency|
+    assert spectral_radius(4, 8, basis="fft")[2, 4].item() == 1.0  # s == D: exactly 1
     np.testing.assert_allclose(spectral_radius(5, 7, basis="fft").numpy(), _rho_np(5, 7, "fft"))
     assert spectral_radius(3, 3, device="cpu").device.type == "cpu"
+
+
+@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_squared_radius_is_exact(shape: tuple[int, int], basis: str) -> None:
+    h, w = shape
+    s, d = spectral_squared_radius(h, w, basis)
+    expected_s, expected_d = _squared_np(h, w, basis)
+    assert s.dtype == torch.int64 and d == expected_d
+    np.testing.assert_array_equal(s.numpy(), expected_s)
+    # rho^2 = s / D: the float radius is sqrt(s / D) from the exact integers, to an ulp or
+    # two (torch's vectorised float64 sqrt is not always correctly rounded; 2 ulp = 4.4e-16).
+    rho = spectral_radius(h, w, basis=basis)
+    np.testing.assert_allclose(rho.numpy(), np.sqrt(expected_s / d), rtol=4.5e-16, atol=0)
+    np.testing.assert_allclose(rho.numpy(), _rho_np(h, w, basis), rtol=1e-15, atol=1e-15)
+
+
+def test_edge_thresholds() -> None:
+    d = 2 * 16**2 * 24**2
+    assert spectral_edge_threshold(0.25, 16, 24) == d // 16
+    assert spectral_edge_threshold(0.0, 16, 24) == 0
+    assert spectral_edge_threshold(1.0, 16, 24) == d
+    assert spectral_edge_threshold(1.0, 16, 24, upper=True) == d + 1
+    # The edge is the decimal it is written as: 0.05 is 1/20, not the binary float above it.
+    assert spectral_edge_threshold(0.05, 16, 24) == math.ceil(Fraction(1, 400) * d)
+    assert Fraction(0.05) > Fraction(1, 20)
+    s, _ = spectral_squared_radius(16, 24)
+    assert s[4, 6].item() == d // 16  # rho == 1/4 exactly: a tie decided by s >= t
+    keep = spectral_keep_mask(16, 24, "lowpass", cutoff=0.25)
+    assert keep.dtype == torch.bool and not keep[4, 6] and keep[4, 5]
+    assert spectral_keep_mask(16, 24, "highpass", cutoff=0.25)[4, 6]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -114,7 +176,10 @@ def test_float32_matches_reference(basis: str) -> None:
     out = _run(x, "bandstop", 0.05, 0.25, basis=basis)
     assert out.dtype == torch.float32
     expected = _reference(x.double().numpy(), "bandstop", 0.05, 0.25, basis)
-    np.testing.assert_allclose(out.double().numpy(), expected, atol=1e-5)
+    # The mask is the same exact one in float32 and float64, so only the transform's
+    # rounding differs: float32 FFTs of 16 x 24 unit-variance data err by a few ulp of the
+    # largest values (eps = 1.2e-7, |x| < 5, log2(384) ~ 9 butterfly stages: ~1e-6).
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=0, atol=1e-5)
 
 
 @settings(max_examples=25, deadline=None)
@@ -169,7 +234,8 @@ def test_lowpass_removes_high_frequency_energy(cutoff: float) -> None:
     x = torch.randn(2, 3, 32, 48, generator=_gen(2))
     y = spectral_redaction(x, "lowpass", cutoff=cutoff).image
     cx, cy = dct2(x), dct2(y)
-    high = spectral_radius(32, 48).float() >= cutoff
+    s, _ = spectral_squared_radius(32, 48)
+    high = s >= spectral_edge_threshold(cutoff, 32, 48)  # rho >= cutoff, decided exactly
     assert cy[..., high].abs().max() < 1e-4
     torch.testing.assert_close(cy[..., ~high], cx[..., ~high], rtol=1e-4, atol=1e-4)
     # White noise has flat spectrum: the kept energy fraction is the kept coefficient fraction.
@@ -180,16 +246,19 @@ def test_lowpass_removes_high_frequency_energy(cutoff: float) -> None:
 def test_per_sample_cutoffs_are_drawn_in_range() -> None:
     x = torch.randn(16, 1, 24, 24, dtype=torch.float64, generator=_gen(3))
     y = spectral_redaction(x, "lowpass", cutoff=(0.1, 0.4), generator=_gen(4)).image
-    rho = spectral_radius(24, 24)
+    s, _ = spectral_squared_radius(24, 24)
+    t_lo, t_hi = (spectral_edge_threshold(c, 24, 24) for c in (0.1, 0.4))
     cuts = []
     for cx, cy in zip(dct2(x)[:, 0], dct2(y)[:, 0], strict=True):
         kept = (cy - cx).abs() < 1e-9
         removed = cy.abs() < 1e-9
         assert (kept | removed).all()
-        # A single radius separates kept from removed coefficients.
-        assert rho[kept].max() < rho[removed & ~kept].min()
-        cuts.append(rho[removed & ~kept].min().item())
-    assert min(cuts) >= 0.1 and max(cuts) <= 0.4 + 0.05
+        # A single squared radius separates kept from removed coefficients ...
+        first_removed = s[removed & ~kept].min().item()
+        assert s[kept].max().item() < first_removed
+        # ... and some cut-off c in [0.1, 0.4] (threshold t(c)) lies between them.
+        assert s[kept].max().item() < t_hi and first_removed >= t_lo
+        cuts.append(first_removed)
     assert len(set(cuts)) >= 6  # the cut-off varies across samples
     again = spectral_redaction(x, "lowpass", cutoff=(0.1, 0.4), generator=_gen(4)).image
     torch.testing.assert_close(again, y, rtol=0, atol=0)
@@ -206,9 +275,11 @@ def test_per_sample_band_edges(mode: str, basis: str) -> None:
     y = spectral_redaction(x, mode, band=band, basis=basis, generator=_gen(1)).image
     z = spectral_redaction(x, mode, band=[[0.0, 0.1], [0.2, 0.3]], basis=basis, generator=_gen(1))
     torch.testing.assert_close(y, z.image, rtol=0, atol=0)  # lists (from YAML) work too
-    # Read each sample's band off its output, check it is in the ranges, and that the
-    # sample equals the reference redaction with that band.
-    rho = _rho_np(h, w, basis)
+    # Read each sample's band off its output as thresholds on the integer squared radius,
+    # check that edges in the ranges give it, and that the sample equals the reference
+    # redaction with those thresholds.
+    s, d = _squared_np(h, w, basis)
+    t = {e: _threshold_np(e, d, False) for e in (0.1, 0.2, 0.3)}
     if basis == "dct":
         cx, cy = dct2(x).numpy(), dct2(y).numpy()
     else:
@@ -218,13 +289,15 @@ def test_per_sample_band_edges(mode: str, basis: str) -> None:
         removed = (np.abs(cy[i, 0]) < 1e-8) & (np.abs(cx[i, 0]) > 1e-8)
         in_band = removed if mode == "bandstop" else ~removed
         in_band[0, 0] = False  # a > 0 almost surely: DC is outside the band (bandpass keeps it)
-        a = rho[in_band].min()
-        b = rho[rho > rho[in_band].max()].min()  # the next radius above the band
-        assert 0.0 <= a <= 0.1 + 0.05 and 0.2 - 0.05 <= b <= 0.3 + 0.05
-        expected = _reference(x[i : i + 1].numpy(), mode, a, b, basis)
+        lo = s[in_band].min()  # the low edge's threshold is in (the s below lo, lo]
+        hi = s[s > s[in_band].max()].min()  # the high edge's is in (max s in band, hi]
+        assert s[s < lo].max(initial=-1) < t[0.1]  # some low edge in [0, 0.1] gives lo
+        assert s[in_band].max() < t[0.3] and hi >= t[0.2]  # some high edge in [0.2, 0.3]
+        keep = _keep_s(s, mode, int(lo), int(hi), True)
+        expected = _filter_np(x[i : i + 1].numpy(), keep, basis)
         np.testing.assert_allclose(y[i : i + 1].numpy(), expected, atol=1e-10)
-        lows.append(a)
-        highs.append(b)
+        lows.append(lo)
+        highs.append(hi)
     assert len(set(lows)) > 2 and len(set(highs)) > 2  # drawn per sample
 
 
@@ -300,6 +373,11 @@ def test_modules() -> None:
         (lambda x: SpectralRedaction("bandpass", cutoff=0.1), "cutoff is not used"),
         (lambda x: spectral_radius(0, 4), "h must be a positive integer"),
         (lambda x: spectral_radius(4, 4, basis="dft"), "unknown basis"),
+        (lambda x: spectral_squared_radius(4, 0), "w must be a positive integer"),
+        (lambda x: spectral_edge_threshold(1.5, 4, 4), r"edge must be in \[0.0, 1.0\]"),
+        (lambda x: spectral_edge_threshold(0.5, 4, 4, upper=1), "upper must be True or False"),
+        (lambda x: spectral_keep_mask(4, 4, "lowpass", cutoff=(0.1, 0.2)), "fixed edges"),
+        (lambda x: spectral_keep_mask(4, 4, "bandpass", band=(0.3, 0.1)), "low edge <= high"),
     ],
 )
 def test_bad_input(call, match: str) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ from dejavu.redaction.spatial import (
 from dejavu.redaction.spectral import (
     DEFAULT_BAND,
     DEFAULT_CUTOFF,
+    MAX_SPECTRAL_AREA,
     SPECTRAL_BASES,
     SPECTRAL_MODES,
     BandpassRedaction,
@@ -38,14 +39,18 @@ from dejavu.redaction.spectral import (
     HighpassRedaction,
     LowpassRedaction,
     SpectralRedaction,
+    spectral_edge_threshold,
+    spectral_keep_mask,
     spectral_radius,
     spectral_redaction,
+    spectral_squared_radius,
 )
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
     "DEFAULT_BAND",
     "DEFAULT_CUTOFF",
+    "MAX_SPECTRAL_AREA",
     "REDACTION_NAMES",
     "SPECTRAL_BASES",
     "SPECTRAL_MODES",
@@ -74,6 +79,9 @@ __all__ = [
     "idct",
     "idct2",
     "random_redaction",
+    "spectral_edge_threshold",
+    "spectral_keep_mask",
     "spectral_radius",
     "spectral_redaction",
+    "spectral_squared_radius",
 ]

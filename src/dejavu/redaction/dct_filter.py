@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -163,6 +164,28 @@ def dct2_filter_plan(mask: Tensor) -> DCT2FilterPlan:
     return _plan((H, W), m00, outside, rows, neg_rows, cols, masks)  # type: ignore[arg-type]
 
 
+def _check_radius(rho: object) -> Tensor:
+    if not isinstance(rho, Tensor):
+        raise ValueError(f"rho must be a torch.Tensor, got {type(rho)!r}")
+    if rho.dtype == torch.bool or rho.is_complex():
+        raise ValueError(
+            f"rho must be a real floating-point or integer tensor, got dtype {rho.dtype}"
+        )
+    if rho.ndim != 2:
+        raise ValueError(f"rho must be H x W, got shape {tuple(rho.shape)}")
+    return rho
+
+
+def _integer_limit(limit: float, dtype: torch.dtype) -> int:
+    """``floor(limit)`` clamped to ``dtype``: ``s <= limit`` exactly for integers ``s``."""
+    if isinstance(limit, bool) or not isinstance(limit, Real) or limit != limit:
+        raise ValueError(f"limit must be a number (not NaN), got {limit!r}")
+    info = torch.iinfo(dtype)
+    if limit in (math.inf, -math.inf):
+        return info.max if limit > 0 else info.min
+    return min(max(math.floor(limit), info.min), info.max)
+
+
 def dct2_filter_plan_radial(
     rho: Tensor,
     keep: Callable[[Tensor], Tensor],
@@ -177,32 +200,45 @@ def dct2_filter_plan_radial(
     box around the others is evaluated. This is what makes per-sample
     cut-offs cheap.
 
+    ``rho`` may be any increasing function of the radius, in particular the
+    exact integer squared radius of
+    :func:`dejavu.redaction.spectral_squared_radius` (what the spectral
+    redactions use, so that no comparison is rounded); an integer ``rho``
+    stays integer throughout and is compared with ``floor(limit)`` exactly.
+
     Args:
-        rho: ``H x W`` radius of each DCT coefficient (e.g.
-            :func:`dejavu.redaction.spectral_radius`), on the target device.
+        rho: ``H x W`` radius of each DCT coefficient, floating point (e.g.
+            :func:`dejavu.redaction.spectral_radius`) or integer (e.g. the
+            squared radius ``s``), on the target device.
         keep: maps a radius tensor ``h x w`` to a mask ``... x h x w`` (bool or
             float); it is called on box-sized grids and on a ``1 x 1`` grid.
-        limit: ``keep`` is constant for ``rho > limit``.
+        limit: ``keep`` is constant for ``rho > limit`` (in the units of ``rho``).
         dtype: float32 or float64, the dtype the filter will run in.
 
     Returns:
         The plan; ``dct2_filter(x, plan)`` equals ``dct2_filter(x, keep(rho))``.
 
     Example:
-        >>> from dejavu.redaction import spectral_radius
-        >>> rho = spectral_radius(16, 24)
-        >>> cut = torch.tensor([0.1, 0.3], dtype=torch.float64).view(2, 1, 1, 1)
-        >>> plan = dct2_filter_plan_radial(rho, lambda r: r < cut, limit=0.3)
+        >>> from dejavu.redaction import spectral_edge_threshold, spectral_squared_radius
+        >>> s, _ = spectral_squared_radius(16, 24)  # exact integers, rho^2 = s / D
+        >>> t = [spectral_edge_threshold(c, 16, 24) for c in (0.1, 0.3)]  # rho < c: s < t
+        >>> cut = torch.tensor(t).view(2, 1, 1, 1)
+        >>> plan = dct2_filter_plan_radial(s, lambda r: r < cut, limit=max(t))
         >>> x = torch.randn(2, 3, 16, 24)
-        >>> torch.allclose(dct2_filter(x, plan), dct2_filter(x, (rho < cut).float()), atol=1e-6)
+        >>> torch.allclose(dct2_filter(x, plan), dct2_filter(x, (s < cut).float()), atol=1e-6)
         True
     """
-    _check_real(rho, "rho", 2)
-    if rho.ndim != 2:
-        raise ValueError(f"rho must be H x W, got shape {tuple(rho.shape)}")
+    _check_radius(rho)
     H, W = rho.shape
     Wh = W // 2 + 1
     dev = rho.device
+    if rho.is_floating_point():
+        absent: float | int = math.inf
+        bound: float | int = limit
+    else:
+        # A sentinel above every value, of rho's own dtype: an int64 radius never turns float.
+        absent = torch.iinfo(rho.dtype).max
+        bound = _integer_limit(limit, rho.dtype)
     k1 = torch.arange(H, device=dev)
     k2 = torch.arange(Wh, device=dev)
     rows_all, cols_all = (H - k1) % H, (W - k2) % W
@@ -210,14 +246,12 @@ def dct2_filter_plan_radial(
     group = torch.stack(
         [
             rho[:, :Wh],
-            torch.where((k1 > 0)[:, None], rho[rows_all, :Wh], math.inf),
-            torch.where((k2 > 0)[None, :], rho[:, cols_all], math.inf),
-            torch.where(
-                (k1 > 0)[:, None] & (k2 > 0)[None, :], rho[rows_all][:, cols_all], math.inf
-            ),
+            torch.where((k1 > 0)[:, None], rho[rows_all, :Wh], absent),
+            torch.where((k2 > 0)[None, :], rho[:, cols_all], absent),
+            torch.where((k1 > 0)[:, None] & (k2 > 0)[None, :], rho[rows_all][:, cols_all], absent),
         ]
     ).amin(0)
-    inside = group <= limit
+    inside = group <= bound
     fold = torch.minimum(k1, H - k1)
     u_max, v_max, has_outside = (
         torch.stack(

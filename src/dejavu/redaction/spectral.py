@@ -27,20 +27,50 @@ Definitions (this project's; the DejaVu paper gives no exact numbers):
   every ``c`` and band; with the default ``keep_dc=True`` the sums count the
   DC term twice unless it lies in the removed set (``a == 0 < b``).
 
+Membership is decided exactly, in integers, never by comparing a rounded
+``rho`` with an edge (our rule; frequencies lying exactly on an edge are
+common, e.g. ``rho = 1/4`` at DCT coefficient ``(4, 6)`` of a 16 x 24
+image, and a float radius would put them on either side depending on the
+CPU's vector rounding or on compilation):
+
+* ``rho^2 = s / D`` with the integer squared radius
+  ``s = (u W)^2 + (v H)^2`` (dct) or ``s = (2u' W)^2 + (2v' H)^2`` (fft)
+  and ``D = 2 H^2 W^2`` (:func:`spectral_squared_radius`).
+* An edge ``e`` is the exact decimal fraction Python prints for it,
+  ``Fraction(repr(float(e)))`` (so ``0.05`` is exactly ``1/20``, not the
+  nearest binary float), and ``rho >= e`` exactly when
+  ``s >= ceil(e^2 D)`` (:func:`spectral_edge_threshold`); an upper edge
+  ``>= 1`` has the threshold ``D + 1``, above every ``s``. The band
+  ``[a, b)`` is ``t(a) <= s < t(b)`` and DC is ``s == 0``.
+* The integers are int64, exact for ``H * W < 2**31`` (larger images are
+  an error). The masks are therefore the same for every input dtype, on
+  every device and CPU, eager or under ``torch.compile``.
+
 Cut-offs and band edges accept a number or a ``(lo, hi)`` range drawn per
-sample. The transform runs in float32 (float64 for float64 input) with
-autocast off, and the result is cast back to the input dtype.
+sample (the drawn float64 values are then taken as above). The transform
+runs in float32 (float64 for float64 input) with autocast off, and the
+result is cast back to the input dtype.
+
+Example:
+    >>> s, d = spectral_squared_radius(16, 24)
+    >>> int(s[4, 6]), d, spectral_edge_threshold(0.25, 16, 24)  # s / d == (1/4)^2
+    (18432, 294912, 18432)
+    >>> bool(spectral_keep_mask(16, 24, "lowpass", cutoff=0.25)[4, 6])  # rho == 0.25: not < 0.25
+    False
+    >>> round(spectral_radius(16, 24)[4, 6].item(), 4)
+    0.25
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 from torch import Tensor
 
-from dejavu._validation import as_range, check_choice, check_image
+from dejavu._validation import as_range, check_choice, check_image, check_in_range
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
 from dejavu.redaction.dct_filter import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
@@ -49,6 +79,7 @@ from dejavu.redaction.types import Redacted, Redaction
 __all__ = [
     "DEFAULT_BAND",
     "DEFAULT_CUTOFF",
+    "MAX_SPECTRAL_AREA",
     "SPECTRAL_BASES",
     "SPECTRAL_MODES",
     "BandpassRedaction",
@@ -56,8 +87,11 @@ __all__ = [
     "HighpassRedaction",
     "LowpassRedaction",
     "SpectralRedaction",
+    "spectral_edge_threshold",
+    "spectral_keep_mask",
     "spectral_radius",
     "spectral_redaction",
+    "spectral_squared_radius",
 ]
 
 SPECTRAL_MODES = ("lowpass", "highpass", "bandpass", "bandstop")
@@ -66,6 +100,8 @@ SPECTRAL_BASES = ("dct", "fft")
 DEFAULT_CUTOFF = {"lowpass": 0.25, "highpass": 0.05}
 #: Default band edges for bandpass/bandstop (ours, not the paper's).
 DEFAULT_BAND = (0.05, 0.25)
+#: ``H * W`` must be below this: then ``D = 2 (H W)^2`` and ``D + 1`` fit in int64.
+MAX_SPECTRAL_AREA = 2**31
 
 Range = float | Sequence[float]
 Band = Sequence[Range]
@@ -77,17 +113,100 @@ def _check_size(value: object, name: str) -> int:
     return value
 
 
+def _denominator(h: int, w: int) -> int:
+    """``D = 2 H^2 W^2`` (``rho^2 = s / D``), checked to fit in int64 with room for ``D + 1``."""
+    if h * w >= MAX_SPECTRAL_AREA:
+        raise ValueError(
+            "spectral redaction decides band membership exactly in int64 and needs "
+            f"H * W < 2**31, got {h} x {w}"
+        )
+    return 2 * h * h * w * w
+
+
 @cached_constant
-def _radius(h: int, w: int, basis: str, device: torch.device, half: bool) -> Tensor:
-    u = torch.arange(h, dtype=torch.float64)
-    v = torch.arange(w // 2 + 1 if half else w, dtype=torch.float64)
+def _squared(h: int, w: int, basis: str, device: torch.device, half: bool) -> Tensor:
+    """The integer squared radius ``s`` (int64) of every coefficient (``half``: rfft2 grid)."""
+    u = torch.arange(h, dtype=torch.int64)
+    v = torch.arange(w // 2 + 1 if half else w, dtype=torch.int64)
     if basis == "dct":
-        fu, fv = u / h, v / w
+        a, b = u * w, v * h
     else:
-        fu = torch.minimum(u, h - u) * 2 / h
-        fv = torch.minimum(v, w - v) * 2 / w
-    rho = torch.sqrt(fu[:, None] ** 2 + fv[None, :] ** 2) / math.sqrt(2)
-    return rho.to(device)
+        a = torch.minimum(u, h - u) * (2 * w)
+        b = torch.minimum(v, w - v) * (2 * h)
+    return ((a * a)[:, None] + (b * b)[None, :]).to(device)
+
+
+def _threshold(edge: float, d: int, upper: bool) -> int:
+    """``ceil(e^2 d)``, ``e`` the decimal fraction of ``edge``; ``d + 1`` for an upper edge >= 1."""
+    e = Fraction(repr(float(edge)))
+    if upper and e >= 1:
+        return d + 1
+    return math.ceil(e * e * d)
+
+
+def spectral_squared_radius(
+    h: int, w: int, basis: str = "dct", device: torch.device | str | None = None
+) -> tuple[Tensor, int]:
+    """The exact integer squared radius ``s`` of every frequency and its scale ``D``.
+
+    ``rho^2 = s / D`` exactly, with ``s = (u W)^2 + (v H)^2`` (dct) or
+    ``s = (2u' W)^2 + (2v' H)^2`` (fft, ``u' = min(u, H - u)``,
+    ``v' = min(v, W - v)``) and ``D = 2 H^2 W^2``. Band membership is decided
+    on ``s`` (see the module docstring and :func:`spectral_edge_threshold`).
+
+    Args:
+        h: image height.
+        w: image width (``h * w < 2**31``).
+        basis: ``"dct"`` or ``"fft"``.
+        device: device of ``s`` (default CPU).
+
+    Returns:
+        ``(s, D)``: an int64 ``h x w`` tensor and a Python int.
+
+    Example:
+        >>> s, d = spectral_squared_radius(2, 2, basis="fft")
+        >>> s.tolist(), d
+        ([[0, 16], [16, 32]], 32)
+    """
+    _check_size(h, "h")
+    _check_size(w, "w")
+    check_choice(basis, "basis", SPECTRAL_BASES)
+    d = _denominator(h, w)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return _squared(h, w, basis, dev, False).clone(), d  # a copy: the cached one is shared
+
+
+def spectral_edge_threshold(edge: float, h: int, w: int, upper: bool = False) -> int:
+    """The integer ``t`` with ``rho >= edge`` exactly when ``s >= t`` on an ``h x w`` grid.
+
+    ``t = ceil(e^2 D)`` where ``e = Fraction(repr(float(edge)))`` is the
+    decimal the edge is written as and ``D = 2 h^2 w^2`` (the same for both
+    bases). A frequency is in the band ``[a, b)`` exactly when
+    ``spectral_edge_threshold(a, h, w) <= s < spectral_edge_threshold(b, h, w, upper=True)``.
+
+    Args:
+        edge: a cut-off or band edge in ``[0, 1]``.
+        h: image height.
+        w: image width.
+        upper: ``edge`` is an upper band edge (a cut-off is the upper edge of
+            ``[0, c)``): then an edge ``>= 1`` means no upper limit and gives
+            ``D + 1``, which is above every ``s``.
+
+    Returns:
+        The threshold, a Python int.
+
+    Example:
+        >>> spectral_edge_threshold(0.25, 4, 4), spectral_edge_threshold(0.05, 4, 4)  # D = 512
+        (32, 2)
+        >>> spectral_edge_threshold(1.0, 4, 4), spectral_edge_threshold(1.0, 4, 4, upper=True)
+        (512, 513)
+    """
+    _check_size(h, "h")
+    _check_size(w, "w")
+    check_in_range(edge, "edge", 0.0, 1.0)
+    if not isinstance(upper, bool):
+        raise ValueError(f"upper must be True or False, got {upper!r}")
+    return _threshold(edge, _denominator(h, w), upper)
 
 
 def spectral_radius(
@@ -98,6 +217,12 @@ def spectral_radius(
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
     """Normalised radius ``rho`` of every 2-D frequency (see the module docstring).
+
+    ``rho = sqrt(s / D)`` computed in float64 from the exact integers of
+    :func:`spectral_squared_radius` (to within an ulp or so: torch's
+    vectorised ``sqrt`` is not always correctly rounded). It is for plots and
+    inspection: band membership is decided on ``s`` exactly, never on this
+    rounded value.
 
     Args:
         h: image height.
@@ -114,14 +239,14 @@ def spectral_radius(
         >>> spectral_radius(2, 2)
         tensor([[0.0000, 0.3536],
                 [0.3536, 0.5000]], dtype=torch.float64)
-        >>> spectral_radius(2, 2, basis="fft")[1, 1].item()
+        >>> spectral_radius(2, 2, basis="fft")[1, 1].item()  # s == D: exactly 1
         1.0
     """
-    _check_size(h, "h")
-    _check_size(w, "w")
-    check_choice(basis, "basis", SPECTRAL_BASES)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    return _radius(h, w, basis, dev, False).to(dtype)
+    s, d = spectral_squared_radius(h, w, basis, device)
+    s64 = s.to(torch.float64)  # exact below 2**53
+    # An element-wise divisor: CUDA divides by a Python scalar by multiplying with its
+    # rounded reciprocal, which is not correctly rounded (s == D could give 0.9999999999999999).
+    return (s64 / torch.full_like(s64, d)).sqrt().to(dtype)
 
 
 def _parse_edges(
@@ -153,41 +278,44 @@ def _parse_edges(
     return low, high
 
 
-def _keep_mask(rho: Tensor, mode: str, low: Tensor, high: Tensor, keep_dc: bool) -> Tensor:
-    """Boolean mask ``N x 1 x *rho.shape`` of the kept radii (``N``: 1 or the batch)."""
+def _keep_mask(s: Tensor, mode: str, low: Tensor, high: Tensor, keep_dc: bool) -> Tensor:
+    """Boolean mask ``N x 1 x *s.shape`` of the kept frequencies (``N``: 1 or the batch).
+
+    ``s`` is the integer squared radius and ``low``/``high`` the int64
+    thresholds of the edges: the band is ``low <= s < high``, DC is ``s == 0``.
+    """
     lo = low.view(-1, 1, 1, 1)
     hi = high.view(-1, 1, 1, 1)
-    in_band = (rho >= lo) & ((rho < hi) | (hi >= 1))
+    in_band = (s >= lo) & (s < hi)
     keep = in_band if mode in ("lowpass", "bandpass") else ~in_band
     if keep_dc and mode in ("highpass", "bandpass"):
-        keep = keep | (rho == 0)  # rho is 0 at DC only (in both bases)
+        keep = keep | (s == 0)  # s is 0 at DC only (in both bases)
     return keep
-
-
-def _limit(low: tuple[float, float], high: tuple[float, float]) -> float:
-    """A radius beyond which the keep mask no longer changes (edges >= 1 are no limit)."""
-    return max(low[1], high[1] if high[0] < 1 else 0.0)
 
 
 def _filter(
     h: int,
     w: int,
     mode: str,
-    low: Tensor,
-    high: Tensor,
-    limit: float,
+    low: list[int],
+    high: list[int],
     keep_dc: bool,
     basis: str,
     device: torch.device,
     dtype: torch.dtype,
 ) -> Tensor | DCT2FilterPlan:
-    """The DCT plan (dct basis) or the rfft2-grid mask (fft basis) for these edges."""
-    rho = _radius(h, w, basis, device, basis == "fft")
-    low, high = low.to(device), high.to(device)
+    """The DCT plan (dct basis) or the rfft2-grid mask (fft basis) for these thresholds."""
+    s = _squared(h, w, basis, device, basis == "fft")
+    lo = torch.tensor(low, dtype=torch.int64, device=device)
+    hi = torch.tensor(high, dtype=torch.int64, device=device)
     if basis == "fft":
-        return _keep_mask(rho, mode, low, high, keep_dc).to(dtype)
+        return _keep_mask(s, mode, lo, hi, keep_dc).to(dtype)
+    # The mask is constant once s reaches every finite threshold and is not DC (an
+    # upper threshold D + 1 is no limit): constant for s > limit.
+    d = _denominator(h, w)
+    limit = max([t for t in (*low, *high) if t <= d], default=0) - 1
     return dct2_filter_plan_radial(
-        rho, lambda r: _keep_mask(r, mode, low, high, keep_dc), limit, dtype
+        s, lambda r: _keep_mask(r, mode, lo, hi, keep_dc), max(limit, 0), dtype
     )
 
 
@@ -204,9 +332,60 @@ def _fixed_filter(
     dtype: torch.dtype,
 ) -> Tensor | DCT2FilterPlan:
     """The filter of fixed edges, analysed once per size, device and dtype."""
-    edges = [torch.tensor([e], dtype=torch.float64) for e in (low, high)]
-    limit = _limit((low, low), (high, high))
-    return _filter(h, w, mode, *edges, limit, keep_dc, basis, device, dtype)
+    d = _denominator(h, w)
+    thresholds = [_threshold(low, d, False)], [_threshold(high, d, True)]
+    return _filter(h, w, mode, *thresholds, keep_dc, basis, device, dtype)
+
+
+def spectral_keep_mask(
+    h: int,
+    w: int,
+    mode: str,
+    cutoff: float | None = None,
+    band: Sequence[float] | None = None,
+    basis: str = "dct",
+    keep_dc: bool = True,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The frequencies :func:`spectral_redaction` keeps, for fixed edges.
+
+    Args:
+        h: image height.
+        w: image width.
+        mode: ``"lowpass"``, ``"highpass"``, ``"bandpass"`` or ``"bandstop"``.
+        cutoff: low/high-pass cut-off, a number (default: the mode's).
+        band: band-pass/stop ``(low, high)`` edges, numbers (default ``(0.05, 0.25)``).
+        basis: ``"dct"`` (coefficient ``[u, v]`` of :func:`dct2`) or ``"fft"``
+            (bin ``[u, v]`` of ``torch.fft.fft2``).
+        keep_dc: as in :func:`spectral_redaction`.
+        device: device of the result (default CPU).
+
+    Returns:
+        Boolean ``h x w`` tensor, True where the frequency is kept.
+
+    Example:
+        >>> spectral_keep_mask(4, 4, "lowpass", cutoff=0.25).int()  # rho[1, 1] == 0.25 exactly
+        tensor([[1, 1, 0, 0],
+                [1, 0, 0, 0],
+                [0, 0, 0, 0],
+                [0, 0, 0, 0]], dtype=torch.int32)
+    """
+    _check_size(h, "h")
+    _check_size(w, "w")
+    check_choice(mode, "mode", SPECTRAL_MODES)
+    check_choice(basis, "basis", SPECTRAL_BASES)
+    if not isinstance(keep_dc, bool):
+        raise ValueError(f"keep_dc must be True or False, got {keep_dc!r}")
+    (a_lo, a_hi), (b_lo, b_hi) = _parse_edges(mode, cutoff, band)
+    if a_lo != a_hi or b_lo != b_hi:
+        raise ValueError(
+            f"spectral_keep_mask needs fixed edges (numbers), got cutoff={cutoff!r}, band={band!r}"
+        )
+    d = _denominator(h, w)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    lo = torch.tensor([_threshold(a_lo, d, False)], dtype=torch.int64, device=dev)
+    hi = torch.tensor([_threshold(b_lo, d, True)], dtype=torch.int64, device=dev)
+    return _keep_mask(_squared(h, w, basis, dev, False), mode, lo, hi, keep_dc)[0, 0]
 
 
 def spectral_redaction(
@@ -252,6 +431,7 @@ def spectral_redaction(
         raise ValueError(f"keep_dc must be True or False, got {keep_dc!r}")
     (a_lo, a_hi), (b_lo, b_hi) = _parse_edges(mode, cutoff, band)
     B, _, H, W = image.shape
+    d = _denominator(H, W)
     cd = compute_dtype(image.dtype)
     filt: Tensor | DCT2FilterPlan
     if a_lo == a_hi and b_lo == b_hi:
@@ -260,8 +440,10 @@ def spectral_redaction(
         dev = draw_device(image, generator)
         low = sample_uniform(a_lo, a_hi, B if a_lo < a_hi else 1, generator, dev)
         high = sample_uniform(b_lo, b_hi, B if b_lo < b_hi else 1, generator, dev)
-        limit = _limit((a_lo, a_hi), (b_lo, b_hi))
-        filt = _filter(H, W, mode, low, high, limit, keep_dc, basis, image.device, cd)
+        # Each drawn float64 edge is taken exactly as the decimal it prints as.
+        lo_t = [_threshold(e, d, False) for e in low.tolist()]
+        hi_t = [_threshold(e, d, True) for e in high.tolist()]
+        filt = _filter(H, W, mode, lo_t, hi_t, keep_dc, basis, image.device, cd)
     if basis == "dct":
         out = dct2_filter(image, filt)
     else:
