@@ -92,7 +92,12 @@ def straight_through_onehot(probs: Tensor) -> Tensor:
         [0.0, 1.0, 0.0]
     """
     check_image(probs, "probs")
-    hard = F.one_hot(probs.argmax(dim=1), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    return _straight_through(probs, probs.argmax(dim=1))
+
+
+def _straight_through(probs: Tensor, index: Tensor) -> Tensor:
+    """One-hot of ``index`` (``B x H x W``) forward, ``probs``'s gradient backward."""
+    hard = F.one_hot(index, probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
     # ``probs - probs.detach()`` is exactly 0 in the forward pass, so the value is
     # the one-hot tensor itself, with no arithmetic on it that could round.
     return hard + (probs - probs.detach())
@@ -118,8 +123,13 @@ def segmentation_conditioning(
     Args:
         logits: ``B x K x H x W`` segmentation logits.
         temperature: softmax temperature, > 0; larger values give flatter masks.
-        hard: if True, return :func:`straight_through_onehot` of the softmax: the
-            forward value is one-hot, the gradient is the softmax's.
+        hard: if True, return straight-through hard masks of the softmax (see
+            :func:`straight_through_onehot`): the forward value is the one-hot
+            encoding of ``logits.argmax(1)`` (the argmax of the exact softmax,
+            ties to the lowest index; taken on the logits because rounding the
+            probabilities, in half precision especially, can tie or reorder
+            near-equal classes differently from one machine to another), the
+            gradient is the softmax's.
 
     Returns:
         ``B x K x H x W`` probabilities (summing to 1 over ``K``).
@@ -131,7 +141,7 @@ def segmentation_conditioning(
     check_image(logits, "logits")
     t = _check_temperature(temperature)
     probs = torch.softmax(logits / t, dim=1)
-    return straight_through_onehot(probs) if hard else probs
+    return _straight_through(probs, logits.argmax(dim=1)) if hard else probs
 
 
 class SegmentationConditioning(nn.Module):

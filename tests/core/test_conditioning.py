@@ -79,6 +79,23 @@ def test_hard_forward_is_exactly_onehot(dtype: torch.dtype) -> None:
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_hard_forward_follows_the_logits_not_rounded_probabilities(dtype: torch.dtype) -> None:
+    # Class 1 is one ulp above class 0: their softmax probabilities often round to the same
+    # value (in half precision especially, and differently on different machines), and an
+    # argmax of the probabilities would then pick class 0. The hard mask is the argmax of
+    # the exact softmax, i.e. of the logits.
+    x = torch.randn(2, 1, 8, 8, generator=_gen(6)).to(dtype)
+    up = (x.float() + x.float().abs().clamp_min(1e-2) * torch.finfo(dtype).eps).to(dtype)
+    assert (up > x).all()
+    logits = torch.cat([x, up, torch.full_like(x, -4.0)], dim=1)
+    for t in (1.0, 0.5):
+        out = segmentation_conditioning(logits, temperature=t, hard=True)
+        expected = torch.zeros_like(out)
+        expected[:, 1] = 1
+        assert torch.equal(out, expected)
+
+
 def test_hard_gradient_equals_softmax_gradient() -> None:
     logits = torch.randn(2, 4, 5, 6, generator=_gen(2), dtype=torch.float64)
     weight = torch.randn(2, 4, 5, 6, generator=_gen(3), dtype=torch.float64)
