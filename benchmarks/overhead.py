@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/overhead.py                      # full run, writes the JSON
     python benchmarks/overhead.py --steps 3 --quick    # a fast sanity run
+    python benchmarks/overhead.py --config configs/camvid/hrnet18_dejavu.yaml  # a config's design
 
 Results go to ``benchmarks/results/overhead.json`` (``--out``).
 """
@@ -45,6 +46,8 @@ from dejavu.toolkit.tasks import create_task
 NUM_CLASSES = 11  # CamVid
 #: CRM settings that --crm-width/--crm-depth/--crm-scale override (empty: library defaults).
 CRM_OVERRIDES: dict = {}
+#: A config whose ``dejavu`` section defines the design measured (--config / --set).
+DESIGN: dict = {}
 
 
 def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> nn.Module:
@@ -54,6 +57,12 @@ def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> 
     base = create_model(model_name, task="segmentation", num_classes=NUM_CLASSES)
     if variant == "baseline":
         return _Baseline(base, task)
+    if DESIGN and crm == "forward" and not crm_kwargs:
+        from dejavu.toolkit.config import load_config
+        from dejavu.toolkit.training.module import build_objective
+
+        cfg = load_config(DESIGN["config"], [*DESIGN["overrides"], "dejavu.enabled=true"])
+        return build_objective(cfg, task, base)
     return DejaVu(
         base,
         task,
@@ -162,6 +171,10 @@ def peak_memory_subprocess(variant: str, model_name: str, batch: int, h: int, w:
     cmd += ["--batch", str(batch), "--height", str(h), "--width", str(w)]
     for key, value in CRM_OVERRIDES.items():
         cmd += [f"--crm-{key}", str(value)]
+    if DESIGN:
+        cmd += ["--config", DESIGN["config"]]
+        for o in DESIGN["overrides"]:
+            cmd += ["--set", o]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -213,12 +226,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--crm-width", type=int, help="CRM width (default: the library's, 16)")
     ap.add_argument("--crm-depth", type=int, help="CRM levels (default: the library's, 3)")
     ap.add_argument("--crm-scale", type=float, help="CRM resolution (default: the library's, 0.5)")
+    ap.add_argument(
+        "--config", type=Path, help="measure the DejaVu design of this config (its dejavu section)"
+    )
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--peak-of", choices=["baseline", "dejavu"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     for key in ("width", "depth", "scale"):
         value = getattr(args, f"crm_{key}")
         if value is not None:
             CRM_OVERRIDES[key] = value
+    if args.config is not None:
+        DESIGN.update(config=str(args.config), overrides=list(args.overrides))
     if args.peak_of:  # child process of peak_memory_subprocess
         print(_measure_peak(args.peak_of, args.model, args.batch, args.height, args.width))
         return {}
@@ -230,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         "input": [h, w],
         "steps": args.steps,
         "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 16, depth 3, scale 0.5)",
+        "design": DESIGN or None,
         "warmup": args.warmup,
         "machine": {
             "cpu": cpu_model(),

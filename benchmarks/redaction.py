@@ -49,7 +49,7 @@ from dejavu.redaction import (
     create_redaction,
     dct2,
     idct2,
-    spectral_radius,
+    spectral_keep_mask,
 )
 from dejavu.toolkit.compare import cpu_model
 
@@ -88,7 +88,7 @@ def build_ops(x: torch.Tensor) -> dict[str, Callable[[], object]]:
 
     H, W = x.shape[-2:]
     ops["rfft2 + irfft2"] = lambda: torch.fft.irfft2(torch.fft.rfft2(x), s=(H, W))
-    mask = (spectral_radius(H, W) < CUTOFF).float()
+    mask = spectral_keep_mask(H, W, "lowpass", cutoff=CUTOFF).float()
     ops["lowpass, separable dct2"] = lambda: idct2(dct2(x) * mask)
     xn, mask_np = x.numpy(), mask.numpy()
 
