@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
 import pytest
 import torch
 
@@ -75,12 +72,3 @@ def test_table_covers_every_scalar_metric_and_is_read_only() -> None:
     assert not HIGHER_IS_BETTER["abs_err"] and not HIGHER_IS_BETTER["mean"]
     with pytest.raises(TypeError):
         HIGHER_IS_BETTER["miou"] = False  # type: ignore[index]
-
-
-@pytest.mark.parametrize("module", ["segmentation", "depth", "normals", "panoptic", "multitask"])
-def test_docstring_examples_run(module: str) -> None:
-    mod = importlib.import_module(f"dejavu.metrics.{module}")
-    result = doctest.testmod(
-        mod, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE
-    )
-    assert result.attempted > 0 and result.failed == 0

@@ -15,36 +15,6 @@ from dejavu.toolkit.models import list_models
 COMMANDS = ("fit", "validate", "test", "predict", "compare", "redact", "export", "demo")
 
 
-def write_config(directory: Path, **extra: object) -> Path:
-    """A tiny segmentation config on the embedded scenes (seconds to train)."""
-    cfg = {
-        "name": "tiny",
-        "output_dir": str(directory / "runs"),
-        "task": {"name": "segmentation"},
-        "data": {
-            "root": str(directory / "cache"),
-            "batch_size": 2,
-            "num_workers": 0,
-            "num_train": 4,
-            "num_val": 2,
-            "test_split": "val",
-            "kwargs": {"size": [32, 48]},
-        },
-        "model": {"name": "fpn_test_resnet"},
-        "dejavu": {"enabled": True, "crm": {"kind": "forward", "width": 8, "depth": 2}},
-        "trainer": {
-            "max_steps": 2,
-            "accelerator": "cpu",
-            "log_every_n_steps": 1,
-            "image_log_every_n_steps": 0,
-        },
-    }
-    cfg.update(extra)
-    path = directory / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def test_version(capsys) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"dejavu {dejavu.__version__}"
@@ -86,7 +56,7 @@ def test_set_is_repeatable_and_kept_in_order() -> None:
     assert build_parser().parse_args(["fit", "c.yaml"]).resume is False
 
 
-def test_unknown_key_lists_valid_keys(tmp_path: Path, capsys) -> None:
+def test_unknown_key_lists_valid_keys(tmp_path: Path, capsys, write_config) -> None:
     config = write_config(tmp_path)
     assert main(["fit", str(config), "--set", "trainer.max_step=3"]) == 2
     err = capsys.readouterr().err
@@ -99,14 +69,14 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_unknown_top_level_key(tmp_path: Path, capsys) -> None:
+def test_unknown_top_level_key(tmp_path: Path, capsys, write_config) -> None:
     config = write_config(tmp_path)
     assert main(["validate", str(config), "--ckpt", str(config), "--set", "optimizer.lr=1"]) == 2
     err = capsys.readouterr().err
     assert "'optim'" in err and "'trainer'" in err and "'dejavu'" in err
 
 
-def test_bad_value_and_malformed_override(tmp_path: Path, capsys) -> None:
+def test_bad_value_and_malformed_override(tmp_path: Path, capsys, write_config) -> None:
     config = write_config(tmp_path)
     assert main(["fit", str(config), "--set", "optim.lr=-1"]) == 2
     assert "optim.lr" in capsys.readouterr().err
@@ -120,7 +90,7 @@ def test_missing_config_is_named(tmp_path: Path, capsys) -> None:
     assert "none.yaml" in capsys.readouterr().err
 
 
-def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
+def test_missing_checkpoint_is_named(tmp_path: Path, capsys, write_config) -> None:
     config = write_config(tmp_path)
     ckpt = tmp_path / "nope.ckpt"
     for command in (["validate"], ["test"]):
@@ -136,7 +106,7 @@ def test_export_format_is_checked(tmp_path: Path, capsys) -> None:
     assert "onnx" in err and "torchscript" in err and "safetensors" in err
 
 
-def test_set_overrides_reach_the_run(tmp_path: Path, capsys) -> None:
+def test_set_overrides_reach_the_run(tmp_path: Path, capsys, write_config) -> None:
     config = write_config(tmp_path)
     rc = main(
         [

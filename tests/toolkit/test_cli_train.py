@@ -8,47 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from dejavu.toolkit.cli import main
 from dejavu.toolkit.training import load_eval_model
 
 
-def _write_config(directory: Path) -> Path:
-    cfg = {
-        "name": "tiny",
-        "output_dir": str(directory / "runs"),
-        "task": {"name": "segmentation"},
-        "data": {
-            "root": str(directory / "cache"),
-            "batch_size": 2,
-            "num_workers": 0,
-            "num_train": 4,
-            "num_val": 2,
-            "test_split": "val",  # the scenes have train and val only
-            "kwargs": {"size": [32, 48]},
-        },
-        "model": {"name": "fpn_test_resnet"},
-        "dejavu": {"enabled": True, "crm": {"kind": "forward", "width": 8, "depth": 2}},
-        "trainer": {
-            "max_steps": 2,
-            "max_epochs": 5,
-            "accelerator": "cpu",
-            "log_every_n_steps": 1,
-            "image_log_every_n_steps": 0,
-        },
-    }
-    path = directory / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict:
+def run(tmp_path_factory, write_config) -> dict:
     """One 2-step training through ``dejavu fit`` (shared by the tests below)."""
     directory = tmp_path_factory.mktemp("cli_train")
-    config = _write_config(directory)
+    config = write_config(directory, trainer={"max_epochs": 5})
     metrics_json = directory / "fit_metrics.json"
     rc = main(["fit", str(config), "--no-progress", "--json", str(metrics_json)])
     assert rc == 0

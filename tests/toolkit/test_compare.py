@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -20,34 +19,6 @@ from dejavu.toolkit.compare import (
     resolve_seeds,
     summarize,
 )
-
-
-def _write_config(directory: Path) -> Path:
-    cfg = {
-        "name": "tiny",
-        "output_dir": str(directory / "runs"),
-        "task": {"name": "segmentation"},
-        "data": {
-            "root": str(directory / "cache"),
-            "batch_size": 2,
-            "num_workers": 0,
-            "num_train": 4,
-            "num_val": 2,
-            "kwargs": {"size": [32, 48]},
-        },
-        "model": {"name": "fpn_test_resnet"},
-        # The DejaVu config: compare must switch it off itself for the baseline.
-        "dejavu": {"enabled": True, "crm": {"kind": "forward", "width": 8, "depth": 2}},
-        "trainer": {
-            "max_steps": 2,
-            "accelerator": "cpu",
-            "log_every_n_steps": 1,
-            "image_log_every_n_steps": 0,
-        },
-    }
-    path = directory / "tiny_dejavu.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 # ------------------------------------------------------------------ pure parts
@@ -137,16 +108,11 @@ def test_markdown_scales_fractions_to_percent() -> None:
     assert "identical parameters and GMACs" in md
 
 
-def test_module_examples_run() -> None:
-    result = doctest.testmod(compare_module, extraglobs={"torch": torch})
-    assert result.failed == 0 and result.attempted > 0
-
-
 # ------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def compared_streams(tmp_path_factory) -> tuple[dict, Path, str, str]:
+def compared_streams(tmp_path_factory, write_config) -> tuple[dict, Path, str, str]:
     directory = tmp_path_factory.mktemp("compare")
-    config = _write_config(directory)
+    config = write_config(directory, "tiny_dejavu.yaml")
     out = directory / "cmp"
     import contextlib
     import io
@@ -302,14 +268,16 @@ def _fake_training(monkeypatch, miou: dict[str, dict[int, float]], calls: list |
     monkeypatch.setattr(training, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
 
 
-def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch) -> None:
+def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch, write_config) -> None:
     seeds = [0, 1, 2, 3, 4]
     base = {s: 0.50 + 0.01 * s for s in seeds}
     gain = dict(zip(seeds, [0.02, 0.03, 0.01, 0.02, 0.02], strict=True))
     miou = {"baseline": base, "dejavu": {s: base[s] + gain[s] for s in seeds}}
     _fake_training(monkeypatch, miou)
     out = tmp_path / "cmp"
-    report = compare_module.run_compare(_write_config(tmp_path), seeds, out_dir=out)
+    report = compare_module.run_compare(
+        write_config(tmp_path, "tiny_dejavu.yaml"), seeds, out_dir=out
+    )
     saved = json.loads((out / "compare.json").read_text())
     assert saved["paired"] == json.loads(json.dumps(report["paired"]))
     st = saved["paired"]["dejavu"]["seg/miou"]
@@ -330,9 +298,11 @@ def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch) -> None:
     assert "| 2 | 52.00 | 53.00 | +1.00 |" in md  # seed, reference, variant, difference
 
 
-def test_compare_one_seed_has_no_interval(tmp_path: Path, monkeypatch) -> None:
+def test_compare_one_seed_has_no_interval(tmp_path: Path, monkeypatch, write_config) -> None:
     _fake_training(monkeypatch, {"baseline": {7: 0.5}, "dejavu": {7: 0.6}})
-    report = compare_module.run_compare(_write_config(tmp_path), [7], out_dir=tmp_path / "cmp")
+    report = compare_module.run_compare(
+        write_config(tmp_path, "tiny_dejavu.yaml"), [7], out_dir=tmp_path / "cmp"
+    )
     st = report["paired"]["dejavu"]["seg/miou"]
     assert st["n"] == 1 and st["ci"] is None and st["p_value"] is None and st["reason"]
     md = (tmp_path / "cmp" / "compare.md").read_text()
@@ -341,11 +311,11 @@ def test_compare_one_seed_has_no_interval(tmp_path: Path, monkeypatch) -> None:
     json.loads((tmp_path / "cmp" / "compare.json").read_text())  # valid JSON, no NaN there
 
 
-def test_compare_reference_option(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_compare_reference_option(tmp_path: Path, monkeypatch, capsys, write_config) -> None:
     miou = {"baseline": {0: 0.5, 1: 0.6}, "dejavu": {0: 0.55, 1: 0.62}}
     calls: list = []
     _fake_training(monkeypatch, miou, calls)
-    config = _write_config(tmp_path)
+    config = write_config(tmp_path, "tiny_dejavu.yaml")
     with pytest.raises(ValueError, match="not one of the variants"):
         compare_module.run_compare(config, [0, 1], out_dir=tmp_path / "x", reference="nope")
     assert calls == []  # refused before any training
@@ -360,8 +330,8 @@ def test_compare_reference_option(tmp_path: Path, monkeypatch, capsys) -> None:
     assert report["paired"]["baseline"]["seg/miou"]["diffs"] == pytest.approx([-0.05, -0.02])
 
 
-def test_compare_named_variant_and_seed_list(tmp_path: Path) -> None:
-    config = _write_config(tmp_path)
+def test_compare_named_variant_and_seed_list(tmp_path: Path, write_config) -> None:
+    config = write_config(tmp_path, "tiny_dejavu.yaml")
     out = tmp_path / "cmp"
     args = ["compare", str(config), "--seed-list", "3", "--out", str(out)]
     assert main([*args, "--variants", "plain:dejavu.enabled=false"]) == 0
@@ -372,8 +342,8 @@ def test_compare_named_variant_and_seed_list(tmp_path: Path) -> None:
     assert saved["dejavu"]["enabled"] is False and saved["seed"] == 3
 
 
-def test_compare_needs_seeds(tmp_path: Path, capsys) -> None:
-    config = _write_config(tmp_path)
+def test_compare_needs_seeds(tmp_path: Path, capsys, write_config) -> None:
+    config = write_config(tmp_path, "tiny_dejavu.yaml")
     assert main(["compare", str(config)]) == 2
     assert "seed" in capsys.readouterr().err
 

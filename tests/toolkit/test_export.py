@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import dejavu.toolkit.export as export_module
 from dejavu.shared_attention import SharedAttention
 from dejavu.toolkit.export import (
     FlattenOutputs,
@@ -165,11 +163,6 @@ def test_export_checkpoint_rejects_bad_arguments(tmp_path: Path) -> None:
         export_checkpoint(tmp_path / "x.ckpt", "tflite")
     with pytest.raises(FileNotFoundError, match=r"x\.ckpt"):
         export_checkpoint(tmp_path / "x.ckpt", "onnx")
-
-
-def test_module_examples_run() -> None:
-    result = doctest.testmod(export_module, extraglobs={"torch": torch, "nn": nn})
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_load_eval_model_reads_a_stripped_sa_export(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import math
 
 import pytest
@@ -310,25 +308,3 @@ def test_check_heads_and_split_channels() -> None:
     assert parts["normals"].flatten().tolist() == [3.0, 4.0, 5.0]
     with pytest.raises(ValueError, match=r"sum\(heads.values\(\)\) = 3"):
         split_channels(x, {"seg": 3})
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "base",
-        "heads",
-        "hrnet",
-        "timm_fpn",
-        "torchvision_models",
-        "segformer",
-        "smp_models",
-        "multitask",
-        "factory",
-        "pretrained",
-        "shared_attention_net",
-    ],
-)
-def test_docstring_examples_run(module: str) -> None:
-    mod = importlib.import_module(f"dejavu.toolkit.models.{module}")
-    result = doctest.testmod(mod, extraglobs={"torch": torch, "nn": torch.nn}, verbose=False)
-    assert result.attempted > 0 and result.failed == 0

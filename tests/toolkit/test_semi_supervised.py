@@ -516,14 +516,3 @@ def test_two_process_ddp_semi_supervised_run(cache, tmp_path, frames):
         # at each step the ranks draw different labelled images (the 4 of the subset
         # are split between them) and different unlabelled ones
         assert not set(n0[:2]) & set(n1[:2]) and n0[2] != n1[2]
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    import dejavu.dejavu as core
-    from dejavu.toolkit.data import unlabeled
-
-    for module in (unlabeled, core):
-        result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0

@@ -479,26 +479,3 @@ def test_model_complexity_counts_macs():
     assert conv.training  # restored
     with pytest.raises(ValueError, match="input_size"):
         model_complexity(conv, (3, 5, 5))
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "dejavu.toolkit.config",
-        "dejavu.toolkit.visualize",
-        "dejavu.toolkit.training",
-        "dejavu.toolkit.training.callbacks",
-        "dejavu.toolkit.training.checkpoint",
-        "dejavu.toolkit.training.datamodule",
-        "dejavu.toolkit.training.module",
-        "dejavu.toolkit.training.runner",
-        "dejavu.toolkit.training.schedules",
-    ],
-)
-def test_docstring_examples_run(name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, extraglobs={"torch": torch, "nn": nn, "np": np})
-    assert result.failed == 0

@@ -8,7 +8,16 @@ with exit code 2, as argparse does for bad arguments; ``--debug`` shows the
 traceback instead.
 
 Example:
-    >>> main(["redactions"])  # doctest: +SKIP
+    >>> main(["redactions"])
+    none
+    random
+    checkerboard
+    blocks
+    lowpass
+    highpass
+    bandpass
+    bandstop
+    choice
     0
 """
 

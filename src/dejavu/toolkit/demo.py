@@ -15,9 +15,12 @@ differences it prints are within seed-to-seed noise. ``dejavu compare``
 with full schedules and several seeds is the tool for a claim.
 
 Example:
-    >>> result = run_demo("demo_out", quick=True)  # doctest: +SKIP
-    >>> sorted(result.panels)
-    ['depth', 'normals', 'segmentation']
+    >>> import io, tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> result = run_demo(out, quick=True, tasks=["depth"], cache_dir=out,
+    ...                   console=Console(file=io.StringIO()))
+    >>> sorted(result.panels), sorted(result.metrics["depth"])
+    (['depth'], ['baseline', 'dejavu'])
 """
 
 from __future__ import annotations

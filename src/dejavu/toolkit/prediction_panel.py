@@ -203,7 +203,7 @@ def save_prediction_panel(
 ) -> Path:
     """Write :func:`prediction_columns` as a PNG panel (one row per image).
 
-    Example:
+    Example (not run as a doctest: it needs two trained runs):
         >>> save_prediction_panel([("baseline", "runs/b/seed0"), ("DejaVu", "runs/d/seed0")],
         ...                       "panel.png", indices=[0, 5])  # doctest: +SKIP
     """

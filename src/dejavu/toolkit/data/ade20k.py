@@ -103,7 +103,7 @@ class ADE20K(DenseDataset):
         split: ``"training"`` or ``"validation"`` (``"train"``/``"val"`` are accepted).
         transform: joint transform on the ``[0, 1]`` sample; None normalises.
 
-    Example:
+    Example (not run as a doctest: it needs ADE20K on disk):
         >>> ds = ADE20K("../shared/data/samples/ade20k", "validation")  # doctest: +SKIP
         >>> ds.num_classes  # doctest: +SKIP
         150

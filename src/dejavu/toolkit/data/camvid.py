@@ -63,7 +63,7 @@ class CamVid(DenseDataset):
     Raises:
         FileNotFoundError: if ``root``, the split file or a file it lists is missing.
 
-    Example:
+    Example (not run as a doctest: it needs CamVid on disk):
         >>> ds = CamVid("../shared/data/camvid", "val")  # doctest: +SKIP
         >>> ds[0]["seg"].shape  # doctest: +SKIP
         torch.Size([180, 240])

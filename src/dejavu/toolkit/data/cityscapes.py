@@ -114,7 +114,7 @@ class Cityscapes(DenseDataset):
         label_source: ``"auto"`` (trainIds if present), ``"train_ids"`` or ``"label_ids"``.
         with_instance: also load instance ids.
 
-    Example:
+    Example (not run as a doctest: it needs Cityscapes on disk):
         >>> ds = Cityscapes("../shared/data/samples/cityscapes", "val")  # doctest: +SKIP
         >>> ds[0]["seg"].shape  # doctest: +SKIP
         torch.Size([128, 256])

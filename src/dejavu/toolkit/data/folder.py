@@ -51,7 +51,7 @@ class FolderDataset(DenseDataset):
         FileNotFoundError: naming the missing folder or file and the layout.
         ValueError: for an empty ``classes.txt`` or duplicate image stems.
 
-    Example:
+    Example (not run as a doctest: it needs your folder on disk):
         >>> ds = FolderDataset("my_data", split="train")  # doctest: +SKIP
         >>> ds.class_names  # doctest: +SKIP
         ['background', 'road', 'car']

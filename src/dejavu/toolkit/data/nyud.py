@@ -162,7 +162,7 @@ class NYUDv2(DenseDataset):
         depth_png_scale: divisor turning 16-bit depth PNGs into metres (used
             only when a ``depth/<id>.png`` is found instead of ``.npy``).
 
-    Example:
+    Example (not run as a doctest: it needs NYUD_MT on disk):
         >>> ds = NYUDv2("data/NYUD_MT", "val")  # doctest: +SKIP
         >>> sorted(k for k in ds[0] if k != "name")  # doctest: +SKIP
         ['depth', 'image', 'normals', 'seg']
@@ -273,7 +273,7 @@ class NYUDRefineNet(DenseDataset):
         transform: joint transform on the ``[0, 1]`` sample; None normalises.
         tasks: subset of ``("seg", "depth", "normals")``; None takes all three.
 
-    Example:
+    Example (not run as a doctest: it needs the RefineNet files on disk):
         >>> ds = NYUDRefineNet("../shared/data/samples/nyud_refinenet")  # doctest: +SKIP
         >>> ds[0]["depth"].shape  # doctest: +SKIP
         torch.Size([1, 480, 640])
@@ -365,7 +365,7 @@ def convert_refinenet_to_nyud_mt(
     Returns:
         ``dst`` as a :class:`Path`.
 
-    Example:
+    Example (not run as a doctest: it needs the RefineNet files on disk):
         >>> convert_refinenet_to_nyud_mt("refinenet_frames", "NYUD_MT", "val")  # doctest: +SKIP
     """
     source = NYUDRefineNet(src)

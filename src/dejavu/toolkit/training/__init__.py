@@ -15,7 +15,9 @@ Example:
     ...     "data.num_val=2", "data.batch_size=2", "data.num_workers=0",
     ...     "data.kwargs={size: [32, 48]}", "model.name=fpn_test_resnet",
     ...     "trainer.max_epochs=1", "trainer.accelerator=cpu"])
-    >>> result = run_fit(cfg, enable_progress_bar=False)  # doctest: +SKIP
+    >>> result = run_fit(cfg, enable_progress_bar=False)
+    >>> result.last_checkpoint.name, sorted(result.metrics)[:2]
+    ('last.ckpt', ['loss', 'seg/aacc'])
 """
 
 from __future__ import annotations
