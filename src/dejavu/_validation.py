@@ -12,7 +12,7 @@ from numbers import Real
 
 from torch import Tensor
 
-__all__ = ["as_range", "check_choice", "check_image", "check_in_range"]
+__all__ = ["as_range", "check_choice", "check_image", "check_in_range", "is_pair_like"]
 
 
 def check_image(x: object, name: str = "image", channels: int | None = None) -> Tensor:
@@ -77,6 +77,20 @@ def check_in_range(
     return v
 
 
+def is_pair_like(value: object) -> bool:
+    """Whether ``value`` is a sequence of items (a list, tuple, ...), not text or bytes.
+
+    ``str``, ``bytes`` and ``bytearray`` are sequences too, but a parameter
+    given as one is a wrong type, not a pair: ``b"\\x00\\x01"`` must not pass
+    for the range ``(0, 1)``.
+
+    Example:
+        >>> is_pair_like((0.1, 0.5)), is_pair_like("ab"), is_pair_like(b"ab")
+        (True, False, False)
+    """
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
 def as_range(
     value: float | Sequence[float],
     name: str,
@@ -97,7 +111,7 @@ def as_range(
         >>> as_range((0.1, 0.5), "p", 0.0, 1.0)
         (0.1, 0.5)
     """
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if is_pair_like(value):
         if len(value) != 2:
             raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
         lo, hi = value

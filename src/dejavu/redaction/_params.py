@@ -14,7 +14,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-from dejavu._validation import as_range
+from dejavu._validation import as_range, is_pair_like
 
 __all__ = ["as_int_range", "draw_device", "sample_int", "sample_uniform"]
 
@@ -28,7 +28,7 @@ def as_int_range(
         >>> as_int_range((8, 16), "cell", 1)
         (8, 16)
     """
-    items = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
+    items = value if is_pair_like(value) else (value,)
     for item in items:
         if isinstance(item, bool) or not isinstance(item, Real):
             raise ValueError(f"{name} must be an integer or a (low, high) pair, got {value!r}")

@@ -9,7 +9,7 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
-from dejavu._validation import check_image
+from dejavu._validation import check_image, is_pair_like
 from dejavu.redaction._params import draw_device
 from dejavu.redaction.types import Redacted, Redaction
 
@@ -48,7 +48,7 @@ def _check_redactions(redactions: Sequence[Redaction]) -> list[Redaction]:
 def _check_probs(probs: Sequence[float] | None, n: int) -> list[float]:
     if probs is None:
         return [1.0 / n] * n
-    values = list(probs) if isinstance(probs, Sequence) and not isinstance(probs, str) else None
+    values = list(probs) if is_pair_like(probs) else None
     if values is None or len(values) != n:
         raise ValueError(
             f"probs must be a sequence of {n} probabilities (one per redaction), got {probs!r}"

@@ -70,7 +70,7 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
-from dejavu._validation import as_range, check_choice, check_image, check_in_range
+from dejavu._validation import as_range, check_choice, check_image, check_in_range, is_pair_like
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
 from dejavu.redaction.dct_filter import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
@@ -263,7 +263,7 @@ def _parse_edges(
             f"cutoff is not used by mode {mode!r} (give band=(low, high)), got cutoff={cutoff!r}"
         )
     band = DEFAULT_BAND if band is None else band
-    if not isinstance(band, Sequence) or isinstance(band, str) or len(band) != 2:
+    if not is_pair_like(band) or len(band) != 2:
         raise ValueError(
             "band must be a (low, high) pair whose edges are numbers in [0, 1] or "
             f"(lo, hi) ranges, got {band!r}"
