@@ -60,6 +60,11 @@ DESIGNS: dict[str, list[str]] = {
         "dejavu.redaction={name: random, p: 0.25}",
     ],
     "crmf_random": ["dejavu.redaction={name: random, p: 0.25}"],
+    "crmf_anchored": ["dejavu.crm_truth_weight=1.0"],
+    "spade_anchored": [
+        "dejavu.crm={kind: spade, width: 16, depth: 3}",
+        "dejavu.crm_truth_weight=1.0",
+    ],
     "zero_image_gradient": [
         "dejavu.crm={kind: zero}",
         "dejavu.regen_loss={kind: gradient, kept_weight: 0.0}",

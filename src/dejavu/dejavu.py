@@ -38,7 +38,7 @@ __all__ = [
 TaskLoss = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor | Mapping[str, Tensor]]
 
 #: The loss entries every ``DejaVu.forward`` output holds (0 when switched off).
-LOSS_KEYS = ("loss", "task", "regen", "cyclic", "text", "sa")
+LOSS_KEYS = ("loss", "task", "regen", "regen_truth", "cyclic", "text", "sa")
 
 
 class DejaVu(nn.Module):
@@ -83,6 +83,14 @@ class DejaVu(nn.Module):
         text_target_key: batch key of the segmentation target the prompts are
             built from.
         sa_weight: weight of the shared-attention regeneration loss.
+        crm_truth_weight: anchors a learned CRM to the truth (ours): on labelled
+            rows the CRM also regenerates from the ground-truth conditioning
+            (:func:`~dejavu.truth_conditioning.truth_conditioning`), and this
+            weight times that loss is added. Only the CRM learns from it (the
+            truth carries no gradient to the base network), so the CRM learns to
+            rely on the conditioning instead of working around early, poor
+            predictions. 0 (default) switches it off.
+        ignore_index: ignored segmentation label (for the truth conditioning).
         stop_gradient: ablation: detach ``phi(C)`` so that no regeneration
             gradient reaches the base network (only the CRM learns).
         output_key: key for a base network that returns a bare tensor.
@@ -101,7 +109,7 @@ class DejaVu(nn.Module):
         >>> out = model(batch)
         >>> out["loss"].backward()
         >>> sorted(k for k in out if k in LOSS_KEYS)
-        ['cyclic', 'loss', 'regen', 'sa', 'task', 'text']
+        ['cyclic', 'loss', 'regen', 'regen_truth', 'sa', 'task', 'text']
         >>> model.eval_model() is base
         True
     """
@@ -125,6 +133,8 @@ class DejaVu(nn.Module):
         text_weight: float = 0.0,
         text_target_key: str = "seg",
         sa_weight: float = 1.0,
+        crm_truth_weight: float = 0.0,
+        ignore_index: int = 255,
         stop_gradient: bool = False,
         output_key: str = "seg",
         image_key: str = "image",
@@ -136,6 +146,7 @@ class DejaVu(nn.Module):
             ("cyclic_weight", cyclic_weight),
             ("text_weight", text_weight),
             ("sa_weight", sa_weight),
+            ("crm_truth_weight", crm_truth_weight),
         ):
             check_in_range(value, name, 0.0, float("inf"))
         if int(regen_warmup_steps) != regen_warmup_steps or regen_warmup_steps < 0:
@@ -147,6 +158,9 @@ class DejaVu(nn.Module):
 
         self.base = base
         self.task_loss = task_loss
+        heads = getattr(base, "heads", None)
+        # Channels of each conditioned prediction, for the truth conditioning.
+        self._pred_channels = dict(heads) if isinstance(heads, Mapping) else None
         if conditioning is None:
             conditioning = {output_key: "segmentation"}
         self.conditioning = (
@@ -169,6 +183,15 @@ class DejaVu(nn.Module):
         self.text_weight = float(text_weight)
         self.text_target_key = text_target_key
         self.sa_weight = float(sa_weight)
+        self.crm_truth_weight = float(crm_truth_weight)
+        self.ignore_index = int(ignore_index)
+        if self.crm_truth_weight > 0 and (
+            self.crm is None or not any(True for _ in self.crm.parameters())
+        ):
+            raise ValueError(
+                "crm_truth_weight > 0 needs a learned CRM; this one has no parameters "
+                f"({type(self.crm).__name__})"
+            )
         self.stop_gradient = bool(stop_gradient)
         self.output_key = output_key
         self.image_key = image_key
@@ -300,7 +323,7 @@ class DejaVu(nn.Module):
         zero = task_total.new_zeros(())
         out: dict[str, Any] = {f"task/{k}": v for k, v in task_parts.items()}
 
-        regen = cyclic = text = sa = zero
+        regen = regen_truth = cyclic = text = sa = zero
         regenerated = target = None
         if self.crm is not None:
             h, w = image.shape[-2:]
@@ -311,6 +334,8 @@ class DejaVu(nn.Module):
             target = self.crm.resize_to_working(image)
             regen = self.regen_loss(regenerated, target, keep=redacted.keep)
 
+            if self.crm_truth_weight > 0 and any_labeled:
+                regen_truth = self.truth_regeneration_loss(redacted, cond, target, task_batch, mask)
             labeled_regen = regenerated if mask is None else regenerated[mask]
             if self.cyclic_weight > 0 and any_labeled:
                 # DejaVu-CL: the regenerated image goes back through the same network.
@@ -329,6 +354,7 @@ class DejaVu(nn.Module):
         loss = (
             task_total
             + w_regen * regen
+            + self.crm_truth_weight * regen_truth
             + self.cyclic_weight * cyclic
             + self.text_weight * text
             + self.sa_weight * sa
@@ -337,6 +363,7 @@ class DejaVu(nn.Module):
             loss=loss,
             task=task_total,
             regen=regen,
+            regen_truth=regen_truth,
             cyclic=cyclic,
             text=text,
             sa=sa,
@@ -350,6 +377,42 @@ class DejaVu(nn.Module):
         return out
 
     # ---------------------------------------------------------------- helpers
+    def truth_regeneration_loss(
+        self,
+        redacted: Any,
+        cond: Tensor,
+        target: Tensor,
+        batch: Mapping[str, Tensor],
+        mask: Tensor | None,
+    ) -> Tensor:
+        """The CRM's regeneration loss on the ``mask`` rows, conditioned on the ground truth.
+
+        Args:
+            redacted: the batch's :class:`~dejavu.redaction.Redacted`.
+            cond: the network's conditioning at the working size (fills ignored pixels).
+            target: the clean image at the working size.
+            batch: targets of the selected rows (the keys of the conditioning spec).
+            mask: ``(B,)`` bool rows to use, or None for all.
+        """
+        from dejavu.truth_conditioning import truth_conditioning
+
+        channels = self._pred_channels
+        if channels is None:
+            (key,) = self.conditioning.spec  # one key: its channels are the CRM's
+            channels = {key: self.crm.cond_channels}
+        rows = slice(None) if mask is None else mask
+        keep = None if redacted.keep is None else redacted.keep[rows]
+        truth = truth_conditioning(
+            self.conditioning,
+            batch,
+            channels,
+            tuple(cond.shape[-2:]),
+            self.ignore_index,
+            fill=cond[rows],
+        ).to(cond.dtype)
+        out = self.crm(redacted.image[rows], truth, keep)
+        return self.regen_loss(out, target[rows], keep=keep)
+
     def _task_loss(
         self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]
     ) -> tuple[Tensor, dict[str, Tensor]]:

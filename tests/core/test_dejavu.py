@@ -232,3 +232,30 @@ def test_compiled_eval_model_matches_eager():
     except Exception as err:  # pragma: no cover - platform without a compiler
         pytest.skip(f"torch.compile unavailable here: {err}")
     torch.testing.assert_close(got, deployed(x)["seg"], rtol=1e-4, atol=1e-5)
+
+
+def test_crm_truth_weight_anchors_a_learned_crm_only() -> None:
+    torch.manual_seed(0)
+    base = torch.nn.Conv2d(3, 4, 3, padding=1)
+    loss = lambda pred, batch: F.cross_entropy(pred["seg"], batch["seg"])  # noqa: E731
+    kwargs = {"cond_channels": 4, "redaction": "random", "seed": 0}
+    model = DejaVu(base, loss, crm="forward", crm_kwargs={"width": 4, "depth": 1},
+                   crm_truth_weight=0.5, **kwargs)  # fmt: skip
+    batch = {
+        "image": torch.randn(4, 3, 16, 24),
+        "seg": torch.randint(0, 4, (4, 16, 24)),
+        "labeled": torch.tensor([True, False, True, False]),
+    }
+    out = model(batch)
+    assert float(out["regen_truth"].detach()) > 0
+    base.zero_grad()
+    out["regen_truth"].backward()
+    # The truth carries no gradient to the base network; the CRM learns from it.
+    assert base.weight.grad is None or float(base.weight.grad.abs().sum()) == 0.0
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.crm.parameters())
+    total = out["task"] + out["regen_weight"] * out["regen"] + 0.5 * out["regen_truth"]
+    torch.testing.assert_close(out["loss"], total)
+    off = DejaVu(base, loss, crm="forward", crm_kwargs={"width": 4, "depth": 1}, **kwargs)
+    assert float(off(batch)["regen_truth"]) == 0.0
+    with pytest.raises(ValueError, match="needs a learned CRM"):
+        DejaVu(base, loss, crm="zero", crm_truth_weight=1.0, **kwargs)

@@ -196,6 +196,9 @@ class DejaVuConfig:
     """Weight of the shared-attention regeneration loss (only for ``*_sa`` base networks)."""
     stop_gradient: bool = False
     """Ablation: detach the conditioning so only the CRM learns from regeneration."""
+    crm_truth_weight: float = 0.0
+    """Anchor a learned CRM to the truth: it also regenerates labelled images from their
+    ground-truth conditioning, with this weight (only the CRM learns from it); 0: off."""
 
 
 @dataclass
@@ -678,7 +681,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     if "name" not in dj.redaction:
         raise ValueError(f"dejavu.redaction needs a 'name' entry, got {dj.redaction}")
     check_choice(dj.crm.get("kind", "forward"), "dejavu.crm.kind", list_crms())
-    for name in ("regen_weight", "cyclic_weight", "sa_weight"):
+    for name in ("regen_weight", "cyclic_weight", "sa_weight", "crm_truth_weight"):
         check_in_range(getattr(dj, name), f"dejavu.{name}", 0.0, float("inf"))
     check_in_range(dj.text.get("weight", 0.0), "dejavu.text.weight", 0.0, float("inf"))
     if dj.regen_warmup_steps < 0:

@@ -109,6 +109,10 @@ def _train_crm(
             regenerated = objective.crm(redacted.image, cond, redacted.keep)
             target = objective.crm.resize_to_working(image)
             loss = objective.regen_loss(regenerated, target, keep=redacted.keep)
+            if getattr(objective, "crm_truth_weight", 0.0) > 0:
+                loss = loss + objective.crm_truth_weight * objective.truth_regeneration_loss(
+                    redacted, cond, target, batch, None
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
