@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from dejavu.crm.base import CRMBase, _check_int
 from dejavu.crm.factory import register_crm
+from dejavu.crm.unet import _GroupNorm
 
 __all__ = ["SPADE", "SpadeCRM"]
 
@@ -71,7 +72,7 @@ class _ConvNormAct(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-            nn.GroupNorm(_groups(c_out), c_out),
+            _GroupNorm(_groups(c_out), c_out),
             nn.ReLU(),
         )
 
@@ -100,7 +101,7 @@ class SPADE(nn.Module):
         self.channels = _check_int(channels, "channels", 1)
         self.cond_channels = _check_int(cond_channels, "cond_channels", 1)
         self.hidden = _check_int(hidden, "hidden", 1)
-        self.norm = nn.GroupNorm(_groups(channels), channels, affine=False)
+        self.norm = _GroupNorm(_groups(channels), channels, affine=False)
         self.shared = nn.Sequential(nn.Conv2d(cond_channels, hidden, 3, padding=1), nn.ReLU())
         self.gamma_beta = nn.Conv2d(hidden, 2 * channels, 3, padding=1)
 

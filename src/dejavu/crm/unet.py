@@ -33,11 +33,29 @@ def _check_int(value: object, name: str, low: int) -> int:
     return value
 
 
+class _GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that computes the same function for every batch size.
+
+    With one channel per group on a 1 x 1 map (a small U-Net's bottleneck on a
+    tiny image) each group holds a single value, which GroupNorm maps to 0
+    (the output is the bias). PyTorch computes that for a batch of two or
+    more but refuses a batch of one ("Expected more than 1 value per
+    channel"), a check meant for batch statistics that group statistics do
+    not need. This calls the kernel directly; the weights and their names are
+    those of ``nn.GroupNorm``.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return torch.group_norm(
+            input, self.num_groups, self.weight, self.bias, self.eps, torch.backends.cudnn.enabled
+        )
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "group":
         # Up to 8 groups that divide the channel count: stable at batch size 1-2,
         # which is what the CRM often sees per GPU.
-        return nn.GroupNorm(math.gcd(8, channels), channels)
+        return _GroupNorm(math.gcd(8, channels), channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     return nn.Identity()
