@@ -38,11 +38,34 @@ def test_missing_command_is_a_usage_error(capsys) -> None:
     assert "usage: dejavu" in capsys.readouterr().err
 
 
-def test_models_and_redactions_list_the_library(capsys) -> None:
+def test_listing_verbs_read_the_registries(capsys) -> None:
+    from dejavu.crm import list_crms
+    from dejavu.toolkit.data import list_datasets
+    from dejavu.toolkit.models import family_patterns
+    from dejavu.toolkit.tasks import list_tasks
+
     assert main(["models"]) == 0
-    assert capsys.readouterr().out.split() == list_models()
+    assert capsys.readouterr().out.splitlines() == [*list_models(), *family_patterns()]
     assert main(["redactions"]) == 0
     assert tuple(capsys.readouterr().out.split()) == REDACTION_NAMES
+    for verb, names in (
+        ("crms", list_crms()),
+        ("datasets", list_datasets()),
+        ("tasks", list_tasks()),
+    ):
+        assert main([verb]) == 0
+        assert capsys.readouterr().out.split() == names
+
+
+def test_readme_names_every_registered_dataset_and_model_family() -> None:
+    from dejavu.toolkit.data import list_datasets
+    from dejavu.toolkit.models import family_patterns
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in list_datasets():
+        assert f"| `{name}` |" in readme, name
+    for pattern in family_patterns():
+        assert f"`{pattern}`" in readme, pattern
 
 
 def test_set_is_repeatable_and_kept_in_order() -> None:

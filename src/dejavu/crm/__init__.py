@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 from dejavu.crm.base import CRMBase
-from dejavu.crm.factory import create_crm, crm_class, list_crms, register_crm
+from dejavu.crm.factory import check_crm_options, create_crm, crm_class, list_crms, register_crm
 from dejavu.crm.forward import ForwardCRM
 from dejavu.crm.groups import GroupMasks, class_groups, group_masks
 from dejavu.crm.recursive import RecursiveCRM
@@ -41,6 +41,7 @@ __all__ = [
     "SpadeCRM",
     "UNet",
     "ZeroCRM",
+    "check_crm_options",
     "class_colour_fill",
     "class_groups",
     "create_crm",

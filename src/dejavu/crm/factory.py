@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from dejavu._validation import check_choice
 from dejavu.crm.base import CRMBase
 
-__all__ = ["create_crm", "crm_class", "list_crms", "register_crm"]
+__all__ = ["check_crm_options", "create_crm", "crm_class", "list_crms", "register_crm"]
 
 _REGISTRY: dict[str, type[CRMBase]] = {}
 
@@ -51,6 +51,25 @@ def crm_class(name: str) -> type[CRMBase]:
     return _REGISTRY[check_choice(name, "crm", tuple(list_crms()))]
 
 
+def check_crm_options(name: str, options: Any) -> type[CRMBase]:
+    """Check a CRM name and its option names (not their values); return its class.
+
+    Raises:
+        ValueError: for an unknown name, or an option the CRM does not take.
+    """
+    cls = crm_class(name)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        allowed = [p.name for p in params if p.name != "cond_channels"]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"crm {name!r} does not take {', '.join(map(repr, unknown))}; "
+                f"its options: {', '.join(allowed)}"
+            )
+    return cls
+
+
 def create_crm(name: str, cond_channels: int, **kwargs: Any) -> CRMBase:
     """Build a CRM by name.
 
@@ -70,14 +89,5 @@ def create_crm(name: str, cond_channels: int, **kwargs: Any) -> CRMBase:
         >>> create_crm("forward", cond_channels=4, width=8, depth=1).scale
         0.5
     """
-    cls = crm_class(name)
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        allowed = [p.name for p in params if p.name != "cond_channels"]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"crm {name!r} does not take {', '.join(map(repr, unknown))}; "
-                f"its options: {', '.join(allowed)}"
-            )
+    cls = check_crm_options(name, kwargs)
     return cls(cond_channels, **kwargs)

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dejavu.redaction.compose import ChoiceRedaction, IdentityRedaction, choice_redaction
 from dejavu.redaction.dct import dct, dct2, idct, idct2
 from dejavu.redaction.dct_filter import (
@@ -19,7 +21,15 @@ from dejavu.redaction.dct_filter import (
     dct2_filter_plan,
     dct2_filter_plan_radial,
 )
-from dejavu.redaction.factory import REDACTION_NAMES, create_redaction
+from dejavu.redaction.factory import (
+    FAMILIES,
+    check_redaction_options,
+    create_redaction,
+    list_redactions,
+    redaction_class,
+    redaction_names,
+    register_redaction,
+)
 from dejavu.redaction.spatial import (
     BlocksRedaction,
     CheckerboardRedaction,
@@ -50,6 +60,7 @@ from dejavu.redaction.types import Redacted, Redaction
 __all__ = [
     "DEFAULT_BAND",
     "DEFAULT_CUTOFF",
+    "FAMILIES",
     "MAX_SPECTRAL_AREA",
     "REDACTION_NAMES",
     "SPECTRAL_BASES",
@@ -68,6 +79,7 @@ __all__ = [
     "Redaction",
     "SpectralRedaction",
     "blocks_redaction",
+    "check_redaction_options",
     "checkerboard_redaction",
     "choice_redaction",
     "create_redaction",
@@ -78,10 +90,29 @@ __all__ = [
     "dct2_filter_plan_radial",
     "idct",
     "idct2",
+    "list_redactions",
     "random_redaction",
+    "redaction_class",
+    "redaction_names",
+    "register_redaction",
     "spectral_edge_threshold",
     "spectral_keep_mask",
     "spectral_radius",
     "spectral_redaction",
     "spectral_squared_radius",
 ]
+
+
+if TYPE_CHECKING:  # a module attribute computed by __getattr__ below
+    REDACTION_NAMES: tuple[str, ...]
+
+
+def __getattr__(name: str) -> object:
+    # REDACTION_NAMES: a read-only view of the registry, computed when read.
+    if name == "REDACTION_NAMES":
+        return redaction_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "REDACTION_NAMES"])

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from dejavu._validation import check_image, is_pair_like
 from dejavu.redaction._params import draw_device
+from dejavu.redaction.factory import create_redaction, register_redaction
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = ["ChoiceRedaction", "IdentityRedaction", "choice_redaction"]
 
 
+@register_redaction
 class IdentityRedaction(Redaction):
     """No redaction: returns the image itself and ``keep=None``.
 
@@ -26,6 +29,7 @@ class IdentityRedaction(Redaction):
     """
 
     name = "none"
+    family = "identity"
 
     def forward(self, image: Tensor, generator: torch.Generator | None = None) -> Redacted:
         """Return ``Redacted(image, None)`` for a ``B x C x H x W`` batch."""
@@ -43,6 +47,21 @@ def _check_redactions(redactions: Sequence[Redaction]) -> list[Redaction]:
         if not isinstance(r, Redaction):
             raise ValueError(f"redactions[{i}] must be a Redaction module, got {r!r}")
     return items
+
+
+def _as_redaction(item: object, where: str) -> Redaction:
+    if isinstance(item, Redaction):
+        return item
+    if isinstance(item, str):
+        return create_redaction(item)
+    if isinstance(item, Mapping):
+        if "name" not in item:
+            raise ValueError(f"{where} must have a 'name' key, got {dict(item)!r}")
+        kwargs = {k: v for k, v in item.items() if k != "name"}
+        return create_redaction(item["name"], **kwargs)
+    raise ValueError(
+        f"{where} must be a redaction name, a dict with a 'name' key or a Redaction, got {item!r}"
+    )
 
 
 def _check_probs(probs: Sequence[float] | None, n: int) -> list[float]:
@@ -126,6 +145,7 @@ def choice_redaction(
     return Redacted(result, keep)
 
 
+@register_redaction
 class ChoiceRedaction(Redaction):
     """Module form of :func:`choice_redaction`.
 
@@ -141,6 +161,7 @@ class ChoiceRedaction(Redaction):
     """
 
     name = "choice"
+    family = "composite"
 
     def __init__(
         self, redactions: Sequence[Redaction], probs: Sequence[float] | None = None
@@ -149,6 +170,18 @@ class ChoiceRedaction(Redaction):
         items = _check_redactions(redactions)
         self.redactions = nn.ModuleList(items)
         self.probs = _check_probs(probs, len(items))
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ChoiceRedaction:
+        """Build from config options: ``redactions`` items may be names, dicts with a
+        ``"name"`` key (plus that redaction's options) or modules."""
+        if "redactions" not in options:
+            raise ValueError("redaction 'choice' needs redactions=[...] (names, dicts or modules)")
+        items = options["redactions"]
+        if isinstance(items, str | Mapping | Redaction) or not hasattr(items, "__iter__"):
+            raise ValueError(f"redactions must be a list of redactions, got {items!r}")
+        converted = [_as_redaction(it, f"redactions[{i}]") for i, it in enumerate(items)]
+        return cls(converted, options.get("probs"))
 
     def forward(self, image: Tensor, generator: torch.Generator | None = None) -> Redacted:
         """Redact ``image`` (``B x C x H x W``); see :func:`choice_redaction`."""

@@ -1,47 +1,101 @@
-"""String factory: ``create_redaction("blocks", block=16)`` (timm style)."""
+"""The redaction registry: ``register_redaction`` / ``create_redaction`` / ``list_redactions``.
+
+timm style, as :mod:`dejavu.crm.factory`: each :class:`~dejavu.redaction.types.Redaction`
+class carries its registry key in the class attribute ``name`` and registers
+itself with the :func:`register_redaction` decorator, so adding a redaction is
+one file; nothing else keeps a list of the names. :data:`REDACTION_NAMES` is a
+read-only view of the registry (grouped by ``family``: identity, spatial,
+spectral, composite; in registration order within a family).
+
+Example:
+    >>> create_redaction("blocks", block=16, ratio=0.75).name
+    'blocks'
+    >>> "bandstop" in list_redactions(), redaction_names()[0], redaction_names()[-1]
+    (True, 'none', 'choice')
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dejavu._validation import check_choice
-from dejavu.redaction.compose import ChoiceRedaction, IdentityRedaction
-from dejavu.redaction.spatial import BlocksRedaction, CheckerboardRedaction, RandomRedaction
-from dejavu.redaction.spectral import (
-    BandpassRedaction,
-    BandstopRedaction,
-    HighpassRedaction,
-    LowpassRedaction,
-)
 from dejavu.redaction.types import Redaction
 
-__all__ = ["REDACTION_NAMES", "create_redaction"]
+__all__ = [
+    "FAMILIES",
+    "REDACTION_NAMES",
+    "check_redaction_options",
+    "create_redaction",
+    "list_redactions",
+    "redaction_class",
+    "redaction_names",
+    "register_redaction",
+]
 
-REDACTION_NAMES = (
-    "none",
-    "random",
-    "checkerboard",
-    "blocks",
-    "lowpass",
-    "highpass",
-    "bandpass",
-    "bandstop",
-    "choice",
-)
+#: The order in which :data:`REDACTION_NAMES` groups the families (others come last).
+FAMILIES: tuple[str, ...] = ("identity", "spatial", "spectral", "composite")
 
-_CLASSES: dict[str, type[Redaction]] = {
-    "none": IdentityRedaction,
-    "random": RandomRedaction,
-    "checkerboard": CheckerboardRedaction,
-    "blocks": BlocksRedaction,
-    "lowpass": LowpassRedaction,
-    "highpass": HighpassRedaction,
-    "bandpass": BandpassRedaction,
-    "bandstop": BandstopRedaction,
-    "choice": ChoiceRedaction,
-}
+# name -> class, in registration order: the one list of redactions.
+_CLASSES: dict[str, type[Redaction]] = {}
+
+R = TypeVar("R", bound=type[Redaction])
+
+
+def register_redaction(cls: R) -> R:
+    """Class decorator: register a :class:`Redaction` subclass under its ``name`` attribute.
+
+    Raises:
+        ValueError: when the class has no ``name`` or the name is taken by another class.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
+    if name in _CLASSES and _CLASSES[name] is not cls:
+        raise ValueError(
+            f"redaction name {name!r} is already registered by {_CLASSES[name].__name__}"
+        )
+    _CLASSES[name] = cls
+    return cls
+
+
+def list_redactions(pattern: str | None = None) -> list[str]:
+    """The registered redaction names, sorted, optionally filtered by a glob ``pattern``.
+
+    Example:
+        >>> list_redactions("*pass")
+        ['bandpass', 'highpass', 'lowpass']
+    """
+    names = sorted(_CLASSES)
+    return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
+
+
+def redaction_names() -> tuple[str, ...]:
+    """The registered names grouped by family (:data:`FAMILIES` order), then registration order."""
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    names = list(_CLASSES)
+    return tuple(
+        sorted(names, key=lambda n: (order.get(_CLASSES[n].family, len(order)), names.index(n)))
+    )
+
+
+if TYPE_CHECKING:  # a module attribute computed by __getattr__ below
+    REDACTION_NAMES: tuple[str, ...]
+
+
+def __getattr__(name: str) -> Any:
+    # REDACTION_NAMES is computed when read: classes register when their modules are imported.
+    if name == "REDACTION_NAMES":
+        return redaction_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def redaction_class(name: str) -> type[Redaction]:
+    """The class registered as ``name`` (``ValueError`` listing the names otherwise)."""
+    if not isinstance(name, str):
+        raise ValueError(f"redaction name must be a string, got {name!r}")
+    return _CLASSES[check_choice(name, "redaction name", redaction_names())]
 
 
 def _allowed_kwargs(cls: type[Redaction]) -> list[str]:
@@ -49,26 +103,28 @@ def _allowed_kwargs(cls: type[Redaction]) -> list[str]:
     return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def _as_redaction(item: object, where: str) -> Redaction:
-    if isinstance(item, Redaction):
-        return item
-    if isinstance(item, str):
-        return create_redaction(item)
-    if isinstance(item, Mapping):
-        if "name" not in item:
-            raise ValueError(f"{where} must have a 'name' key, got {dict(item)!r}")
-        kwargs = {k: v for k, v in item.items() if k != "name"}
-        return create_redaction(item["name"], **kwargs)
-    raise ValueError(
-        f"{where} must be a redaction name, a dict with a 'name' key or a Redaction, got {item!r}"
-    )
+def check_redaction_options(name: str, options: Any) -> type[Redaction]:
+    """Check a redaction name and its option names (not their values); return its class.
+
+    Raises:
+        ValueError: for an unknown name or option (the message lists the allowed ones).
+    """
+    cls = redaction_class(name)
+    allowed = _allowed_kwargs(cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown argument(s) {', '.join(map(repr, unknown))} for redaction {name!r}; "
+            f"allowed: {', '.join(map(repr, allowed)) or 'none'}"
+        )
+    return cls
 
 
 def create_redaction(name: str, **kwargs: Any) -> Redaction:
     """Build a redaction from its name and keyword arguments.
 
     Args:
-        name: one of :data:`REDACTION_NAMES`.
+        name: a registered name (:data:`REDACTION_NAMES`).
         **kwargs: the constructor arguments of that redaction. For
             ``"choice"``, ``redactions`` items may be names, dicts with a
             ``"name"`` key (plus that redaction's arguments) or modules.
@@ -81,29 +137,13 @@ def create_redaction(name: str, **kwargs: Any) -> Redaction:
             allowed ones) or an invalid value.
 
     Example:
-        >>> create_redaction("blocks", block=16, ratio=0.75).name
-        'blocks'
         >>> r = create_redaction("choice", redactions=[{"name": "random", "p": 0.3}, "lowpass"],
         ...                      probs=[0.5, 0.5])
         >>> [m.name for m in r.redactions]
         ['random', 'lowpass']
     """
-    if not isinstance(name, str):
-        raise ValueError(f"redaction name must be a string, got {name!r}")
-    check_choice(name, "redaction name", REDACTION_NAMES)
-    cls = _CLASSES[name]
-    allowed = _allowed_kwargs(cls)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown argument(s) {', '.join(map(repr, unknown))} for redaction {name!r}; "
-            f"allowed: {', '.join(map(repr, allowed)) or 'none'}"
-        )
-    if name == "choice":
-        if "redactions" not in kwargs:
-            raise ValueError("redaction 'choice' needs redactions=[...] (names, dicts or modules)")
-        items = kwargs["redactions"]
-        if isinstance(items, str | Mapping | Redaction) or not hasattr(items, "__iter__"):
-            raise ValueError(f"redactions must be a list of redactions, got {items!r}")
-        kwargs["redactions"] = [_as_redaction(it, f"redactions[{i}]") for i, it in enumerate(items)]
-    return cls(**kwargs)
+    return check_redaction_options(name, kwargs).from_options(**kwargs)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "REDACTION_NAMES"])

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from dejavu._validation import as_range, check_image
 from dejavu.redaction._params import as_int_range, draw_device, sample_int, sample_uniform
+from dejavu.redaction.factory import register_redaction
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
@@ -163,6 +164,7 @@ def blocks_redaction(
     return _apply(image, keep)
 
 
+@register_redaction
 class RandomRedaction(Redaction):
     """Module form of :func:`random_redaction`.
 
@@ -176,6 +178,7 @@ class RandomRedaction(Redaction):
     """
 
     name = "random"
+    family = "spatial"
 
     def __init__(self, p: Range = 0.25) -> None:
         super().__init__()
@@ -190,6 +193,7 @@ class RandomRedaction(Redaction):
         return f"p={self.p!r}"
 
 
+@register_redaction
 class CheckerboardRedaction(Redaction):
     """Module form of :func:`checkerboard_redaction`.
 
@@ -203,6 +207,7 @@ class CheckerboardRedaction(Redaction):
     """
 
     name = "checkerboard"
+    family = "spatial"
 
     def __init__(self, cell: IntRange = 16) -> None:
         super().__init__()
@@ -217,6 +222,7 @@ class CheckerboardRedaction(Redaction):
         return f"cell={self.cell!r}"
 
 
+@register_redaction
 class BlocksRedaction(Redaction):
     """Module form of :func:`blocks_redaction`.
 
@@ -231,6 +237,7 @@ class BlocksRedaction(Redaction):
     """
 
     name = "blocks"
+    family = "spatial"
 
     def __init__(self, block: IntRange = 32, ratio: Range = 0.5) -> None:
         super().__init__()

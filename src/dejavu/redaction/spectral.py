@@ -74,6 +74,7 @@ from dejavu._validation import as_range, check_choice, check_image, check_in_ran
 from dejavu.redaction._params import draw_device, sample_uniform
 from dejavu.redaction._util import cached_constant, compute_dtype, no_autocast
 from dejavu.redaction.dct_filter import DCT2FilterPlan, dct2_filter, dct2_filter_plan_radial
+from dejavu.redaction.factory import register_redaction
 from dejavu.redaction.types import Redacted, Redaction
 
 __all__ = [
@@ -470,6 +471,8 @@ class SpectralRedaction(Redaction):
         (torch.Size([2, 3, 16, 16]), None)
     """
 
+    family = "spectral"
+
     def __init__(
         self,
         mode: str,
@@ -508,6 +511,7 @@ class SpectralRedaction(Redaction):
         return f"mode={self.mode!r}, {edges}, basis={self.basis!r}, keep_dc={self.keep_dc}"
 
 
+@register_redaction
 class LowpassRedaction(SpectralRedaction):
     """Keep the frequencies with ``rho < cutoff`` (default 0.25, our choice).
 
@@ -523,6 +527,7 @@ class LowpassRedaction(SpectralRedaction):
         super().__init__("lowpass", cutoff=cutoff, basis=basis)
 
 
+@register_redaction
 class HighpassRedaction(SpectralRedaction):
     """Keep the frequencies with ``rho >= cutoff`` and DC (default cut-off 0.05, ours).
 
@@ -544,6 +549,7 @@ class HighpassRedaction(SpectralRedaction):
         super().__init__("highpass", cutoff=cutoff, basis=basis, keep_dc=keep_dc)
 
 
+@register_redaction
 class BandpassRedaction(SpectralRedaction):
     """Keep the frequencies with ``low <= rho < high`` and DC (default ``(0.05, 0.25)``, ours).
 
@@ -559,6 +565,7 @@ class BandpassRedaction(SpectralRedaction):
         super().__init__("bandpass", band=band, basis=basis, keep_dc=keep_dc)
 
 
+@register_redaction
 class BandstopRedaction(SpectralRedaction):
     """Remove the frequencies with ``low <= rho < high`` (default ``(0.05, 0.25)``, ours).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,11 +35,24 @@ class Redacted:
 class Redaction(nn.Module, metaclass=ABCMeta):
     """Base class of the redaction modules: ``R(I) -> Redacted(I_r, keep)``.
 
-    Subclasses set the class attribute ``name`` (the factory name) and
-    implement :meth:`forward`. A redaction has no learnable parameters.
+    Subclasses set the class attributes ``name`` (the registry name) and
+    ``family`` (``"identity"``, ``"spatial"``, ``"spectral"`` or ``"composite"``;
+    how listings group it), implement :meth:`forward` and register themselves
+    with :func:`dejavu.redaction.register_redaction`. A redaction has no
+    learnable parameters.
     """
 
     name: str = ""
+    family: str = ""
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Redaction:
+        """Build from config options (what :func:`~dejavu.redaction.create_redaction` calls).
+
+        The default passes them to the constructor; a redaction whose options
+        need converting first (``choice``'s list of redactions) overrides this.
+        """
+        return cls(**options)
 
     @abstractmethod
     def forward(self, image: Tensor, generator: torch.Generator | None = None) -> Redacted:

@@ -278,10 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for tests")
     p.set_defaults(handler=_cmd_demo)
 
-    p = sub.add_parser("models", help="list the available base networks")
-    p.set_defaults(handler=_cmd_models)
-    p = sub.add_parser("redactions", help="list the available redactions")
-    p.set_defaults(handler=_cmd_redactions)
+    for name, what in (
+        ("models", "base networks (and the open families)"),
+        ("redactions", "redactions"),
+        ("crms", "conditional regeneration modules (dejavu.crm.kind)"),
+        ("datasets", "datasets"),
+        ("tasks", "tasks"),
+    ):
+        p = sub.add_parser(name, help=f"list the registered {what}")
+        p.set_defaults(handler=_cmd_list, registry=name)
     return parser
 
 
@@ -517,18 +522,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from dejavu.toolkit.models import list_models
+def _registered(registry: str) -> list[str]:
+    # Each listing reads its registry: what `dejavu <verb>` prints is what a config accepts.
+    if registry == "models":
+        from dejavu.toolkit.models import family_patterns, list_models
 
-    for name in list_models():
-        print(name)
-    return EXIT_OK
+        return [*list_models(), *family_patterns()]
+    if registry == "redactions":
+        from dejavu.redaction import redaction_names
+
+        return list(redaction_names())
+    if registry == "crms":
+        from dejavu.crm import list_crms
+
+        return list_crms()
+    if registry == "datasets":
+        from dejavu.toolkit.data import list_datasets
+
+        return list_datasets()
+    from dejavu.toolkit.tasks import list_tasks
+
+    return list_tasks()
 
 
-def _cmd_redactions(args: argparse.Namespace) -> int:
-    from dejavu.redaction import REDACTION_NAMES
-
-    for name in REDACTION_NAMES:
+def _cmd_list(args: argparse.Namespace) -> int:
+    for name in _registered(args.registry):
         print(name)
     return EXIT_OK
 

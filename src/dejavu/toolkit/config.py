@@ -55,7 +55,7 @@ from typing import Any, TypeVar, Union
 import yaml
 
 from dejavu._validation import check_choice, check_in_range
-from dejavu.crm import list_crms
+from dejavu.crm import check_crm_options, list_crms
 
 __all__ = [
     "DataConfig",
@@ -76,7 +76,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-TASK_NAMES = ("segmentation", "depth", "normals", "multitask")
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -86,7 +85,8 @@ class TaskConfig:
     """What the network predicts and how the task loss is weighted."""
 
     name: str = "segmentation"
-    """``segmentation``, ``depth``, ``normals`` or ``multitask`` (seg + depth + normals)."""
+    """A registered task (``dejavu.toolkit.tasks.list_tasks()``): ``segmentation``, ``depth``,
+    ``normals`` or ``multitask`` (seg + depth + normals)."""
     loss_weights: dict[str, float] = field(default_factory=dict)
     """Per-head weights of the summed task loss, e.g. ``{seg: 1.0, depth: 0.5}`` (default 1)."""
     ignore_index: int = 255
@@ -635,8 +635,9 @@ def _positive_int(value: int, name: str) -> None:
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check value ranges and choices that the types alone do not capture.
 
-    Names resolved by other factories (dataset, model, redaction) are checked
-    by those factories when the run is built.
+    Names are checked against the registries (tasks, datasets, models,
+    redactions and their option names, CRMs and their option names); option
+    values are checked by the classes when the run is built.
 
     Returns:
         ``cfg`` unchanged.
@@ -646,11 +647,17 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name:
         raise ValueError(f"name must be a non-empty folder name without '/', got {cfg.name!r}")
-    check_choice(cfg.task.name, "task.name", TASK_NAMES)
+    from dejavu.redaction import check_redaction_options
+    from dejavu.toolkit.data import list_datasets
+    from dejavu.toolkit.models import check_model_name
+    from dejavu.toolkit.tasks import list_tasks
+
+    check_choice(cfg.task.name, "task.name", list_tasks())
     for key, w in cfg.task.loss_weights.items():
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
 
     d = cfg.data
+    check_choice(d.name, "data.name", list_datasets())
     _positive_int(d.batch_size, "data.batch_size")
     if d.val_batch_size is not None:
         _positive_int(d.val_batch_size, "data.val_batch_size")
@@ -677,10 +684,25 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             "data.unlabeled_root must be a folder of images or null, got an empty string"
         )
 
+    try:
+        check_model_name(cfg.model.name)
+    except ValueError as exc:
+        raise ValueError(f"model.name: {exc}") from None
+
     dj = cfg.dejavu
     if "name" not in dj.redaction:
         raise ValueError(f"dejavu.redaction needs a 'name' entry, got {dj.redaction}")
-    check_choice(dj.crm.get("kind", "forward"), "dejavu.crm.kind", list_crms())
+    redaction = dict(dj.redaction)
+    try:
+        check_redaction_options(redaction.pop("name"), redaction)
+    except ValueError as exc:
+        raise ValueError(f"dejavu.redaction: {exc}") from None
+    crm = dict(dj.crm)
+    kind = check_choice(crm.pop("kind", "forward"), "dejavu.crm.kind", list_crms())
+    try:
+        check_crm_options(kind, crm)
+    except ValueError as exc:
+        raise ValueError(f"dejavu.crm: {exc}") from None
     for name in ("regen_weight", "cyclic_weight", "sa_weight", "crm_truth_weight"):
         check_in_range(getattr(dj, name), f"dejavu.{name}", 0.0, float("inf"))
     check_in_range(dj.text.get("weight", 0.0), "dejavu.text.weight", 0.0, float("inf"))

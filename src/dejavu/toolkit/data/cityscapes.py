@@ -11,6 +11,7 @@ import torch
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.data.base import DenseDataset
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import (
     IGNORE_INDEX,
     check_label_values,
@@ -94,6 +95,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return _LUT[ids.astype(np.int64)]
 
 
+@register_dataset
 class Cityscapes(DenseDataset):
     """Cityscapes fine annotations with the 19 trainId classes.
 
@@ -119,6 +121,8 @@ class Cityscapes(DenseDataset):
         >>> ds[0]["seg"].shape  # doctest: +SKIP
         torch.Size([128, 256])
     """
+
+    name = "cityscapes"
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(CITYSCAPES_CLASSES)  # noqa: RUF012

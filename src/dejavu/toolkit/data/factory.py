@@ -1,42 +1,97 @@
-"""``create_dataset(name, root, split)``: one entry point for every dataset."""
+"""The dataset registry: ``register_dataset`` / ``create_dataset`` / ``list_datasets``.
+
+timm style, as :mod:`dejavu.crm.factory`: each
+:class:`~dejavu.toolkit.data.base.DenseDataset` subclass carries its registry
+key in the class attribute ``name`` and registers itself with the
+:func:`register_dataset` decorator, so adding a dataset is one file; nothing
+else keeps a list of the names (``DATASETS`` and ``DATASET_NAMES`` are
+read-only views of the registry).
+
+Example:
+    >>> dataset_class("camvid").__name__
+    'CamVid'
+    >>> "scenes" in list_datasets()
+    True
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dejavu._validation import check_choice
-from dejavu.toolkit.data.ade20k import ADE20K
 from dejavu.toolkit.data.base import DenseDataset
-from dejavu.toolkit.data.camvid import CamVid
-from dejavu.toolkit.data.cityscapes import Cityscapes
-from dejavu.toolkit.data.folder import FolderDataset
-from dejavu.toolkit.data.nyud import NYUDRefineNet, NYUDv2
-from dejavu.toolkit.data.scenes import ProceduralScenes
 
-__all__ = ["DATASETS", "DATASET_NAMES", "create_dataset", "dataset_class"]
+__all__ = [
+    "DATASETS",
+    "DATASET_NAMES",
+    "create_dataset",
+    "dataset_class",
+    "list_datasets",
+    "register_dataset",
+]
 
-DATASETS: dict[str, type[DenseDataset]] = {
-    "scenes": ProceduralScenes,
-    "camvid": CamVid,
-    "cityscapes": Cityscapes,
-    "ade20k": ADE20K,
-    "nyudv2": NYUDv2,
-    "nyudv2_refinenet": NYUDRefineNet,
-    "folder": FolderDataset,
-}
-DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+# name -> class, in registration order: the one list of datasets.
+_REGISTRY: dict[str, type[DenseDataset]] = {}
+
+D = TypeVar("D", bound=type[DenseDataset])
+
+
+def register_dataset(cls: D) -> D:
+    """Class decorator: register a :class:`DenseDataset` subclass under its ``name`` attribute.
+
+    Raises:
+        ValueError: when the class has no ``name`` or the name is taken by another class.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(
+            f"dataset name {name!r} is already registered by {_REGISTRY[name].__name__}"
+        )
+    _REGISTRY[name] = cls
+    return cls
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    """The registered dataset names, sorted, optionally filtered by a glob ``pattern``.
+
+    Example:
+        >>> list_datasets("nyud*")
+        ['nyudv2', 'nyudv2_refinenet']
+    """
+    names = sorted(_REGISTRY)
+    return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
+
+
+if TYPE_CHECKING:  # module attributes computed by __getattr__ below
+    DATASETS: dict[str, type[DenseDataset]]
+    DATASET_NAMES: tuple[str, ...]
+
+
+def __getattr__(name: str) -> Any:
+    # Read-only views, computed when read: classes register when their modules are imported.
+    if name == "DATASETS":
+        return dict(_REGISTRY)
+    if name == "DATASET_NAMES":
+        return tuple(list_datasets())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "DATASETS", "DATASET_NAMES"])
 
 
 def dataset_class(name: str) -> type[DenseDataset]:
     """The class behind ``name`` (to read ``class_names``, ``tasks``, ``mean``... before loading).
 
-    Example:
-        >>> dataset_class("camvid").__name__
-        'CamVid'
+    Raises:
+        ValueError: for an unknown name (listing the registered ones).
     """
-    return DATASETS[check_choice(name, "dataset name", DATASET_NAMES)]
+    return _REGISTRY[check_choice(name, "dataset name", tuple(list_datasets()))]
 
 
 def create_dataset(
@@ -49,7 +104,7 @@ def create_dataset(
     """Build a dataset by name.
 
     Args:
-        name: one of :data:`DATASET_NAMES`.
+        name: a registered name (:func:`list_datasets`).
         root: the dataset folder (for ``"scenes"`` the cache folder, None = default).
         split: the split name the dataset uses (``"train"``/``"val"`` work
             everywhere, ADE20K maps them to ``"training"``/``"validation"``;
@@ -68,8 +123,8 @@ def create_dataset(
         (2, 6)
     """
     cls = dataset_class(name)
-    if root is None and cls is not ProceduralScenes:
+    if root is None and cls.needs_root:
         raise FileNotFoundError(f"dataset {name!r} needs root, the folder that holds it")
-    if split is None and cls not in (FolderDataset, NYUDRefineNet):
+    if split is None and cls.needs_split:
         raise ValueError(f"dataset {name!r} needs a split name, got None")
     return cls(root, split, transform=transform, **kwargs)  # type: ignore[call-arg]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dejavu.toolkit.data.base import DenseDataset
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import (
     check_label_values,
     check_same_size,
@@ -31,6 +32,7 @@ _LAYOUT = (
 )
 
 
+@register_dataset
 class FolderDataset(DenseDataset):
     """Semantic segmentation from a plain folder.
 
@@ -56,6 +58,9 @@ class FolderDataset(DenseDataset):
         >>> ds.class_names  # doctest: +SKIP
         ['background', 'road', 'car']
     """
+
+    name = "folder"
+    needs_split = False
 
     tasks = ("seg",)
 

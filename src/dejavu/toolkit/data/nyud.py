@@ -47,6 +47,7 @@ import torch
 from PIL import Image
 
 from dejavu.toolkit.data.base import DenseDataset, select_tasks
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import (
     IGNORE_INDEX,
     check_label_values,
@@ -150,6 +151,7 @@ def _normals_tensor(normals: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(normals)).permute(2, 0, 1).contiguous()
 
 
+@register_dataset
 class NYUDv2(DenseDataset):
     """NYUD-v2 in the NYUD_MT layout (795 train / 654 val frames); see module docs.
 
@@ -167,6 +169,8 @@ class NYUDv2(DenseDataset):
         >>> sorted(k for k in ds[0] if k != "name")  # doctest: +SKIP
         ['depth', 'image', 'normals', 'seg']
     """
+
+    name = "nyudv2"
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(NYU40_CLASSES)  # noqa: RUF012
@@ -263,6 +267,7 @@ class NYUDv2(DenseDataset):
         return sample
 
 
+@register_dataset
 class NYUDRefineNet(DenseDataset):
     """NYUD-v2 frames in the multi-task-refinenet layout; see module docs.
 
@@ -278,6 +283,9 @@ class NYUDRefineNet(DenseDataset):
         >>> ds[0]["depth"].shape  # doctest: +SKIP
         torch.Size([1, 480, 640])
     """
+
+    name = "nyudv2_refinenet"
+    needs_split = False
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(NYU40_CLASSES)  # noqa: RUF012

@@ -72,6 +72,7 @@ import torch
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.data.base import DenseDataset, select_tasks
+from dejavu.toolkit.data.factory import register_dataset
 from dejavu.toolkit.data.io import image_to_tensor
 from dejavu.toolkit.data.transforms import Sample
 
@@ -593,6 +594,7 @@ def _load_npz(
     return arrays
 
 
+@register_dataset
 class ProceduralScenes(DenseDataset):
     """Ray-cast indoor scenes with exact seg, instance, depth and normals (see module docs).
 
@@ -616,6 +618,9 @@ class ProceduralScenes(DenseDataset):
         >>> s["image"].shape, s["seg"].dtype, s["depth"].shape, s["normals"].shape
         (torch.Size([3, 16, 24]), torch.int64, torch.Size([1, 16, 24]), torch.Size([3, 16, 24]))
     """
+
+    name = "scenes"
+    needs_root = False
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(CLASS_NAMES)  # noqa: RUF012

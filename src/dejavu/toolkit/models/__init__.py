@@ -20,26 +20,51 @@ from dejavu.toolkit.models.base import (
     decode_outputs,
     pad_to_multiple,
 )
-from dejavu.toolkit.models.factory import TASKS, create_model, heads_for_task, list_models
+from dejavu.toolkit.models.factory import (
+    ModelFamily,
+    check_model_name,
+    create_model,
+    family_patterns,
+    heads_for_task,
+    list_models,
+    register_model,
+    register_model_family,
+)
 from dejavu.toolkit.models.heads import ConvHead, TaskHeads, split_channels
 from dejavu.toolkit.models.hrnet import HRNet
+from dejavu.toolkit.models.multitask import build_multitask
 from dejavu.toolkit.models.pretrained import PretrainedReport, load_pretrained, read_state_dict
+from dejavu.toolkit.models.segformer import SegFormer
+from dejavu.toolkit.models.shared_attention_net import SharedAttentionHRNet
+from dejavu.toolkit.models.smp_models import SMPModel
+from dejavu.toolkit.models.timm_fpn import TimmFPN
+from dejavu.toolkit.models.torchvision_models import TorchvisionSegmentation
 
 __all__ = [
-    "TASKS",
     "ConvHead",
     "DenseNet",
     "HRNet",
+    "ModelFamily",
     "PretrainedReport",
+    "SMPModel",
+    "SegFormer",
+    "SharedAttentionHRNet",
     "TaskHeads",
+    "TimmFPN",
+    "TorchvisionSegmentation",
     "activate_outputs",
+    "build_multitask",
     "check_heads",
+    "check_model_name",
     "create_model",
     "decode_outputs",
+    "family_patterns",
     "heads_for_task",
     "list_models",
     "load_pretrained",
     "pad_to_multiple",
     "read_state_dict",
+    "register_model",
+    "register_model_family",
     "split_channels",
 ]

@@ -1,4 +1,14 @@
-"""``create_model(name, ...)``: base networks by name, offline, with per-task heads.
+"""The model registry and ``create_model(name, ...)``: base networks by name, offline.
+
+timm style (``register_model`` / ``create_model`` / ``list_models``): each
+builder registers itself where it is defined, under its own name, so adding a
+model is one file; nothing else keeps a list of the names.
+
+- :func:`register_model` registers a builder ``builder(heads, **kwargs) ->
+  DenseNet`` under the function's name (or ``name=``), e.g. ``hrnet18``.
+- :func:`register_model_family` registers an open-ended family of names with a
+  common prefix: ``builder(suffix, heads, **kwargs)`` builds ``<prefix><suffix>``,
+  e.g. ``fpn_<timm model>``, ``smp_<arch>_<encoder>``, ``mtl_<model>``.
 
 Names:
 
@@ -26,84 +36,126 @@ import fnmatch
 import os
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from torch import nn
 
-from dejavu._validation import check_choice
 from dejavu.toolkit.models.base import DenseNet, check_heads
-from dejavu.toolkit.models.hrnet import HRNET_VARIANTS, HRNet
-from dejavu.toolkit.models.multitask import MTL_PREFIX, build_multitask, multitask_heads
 from dejavu.toolkit.models.pretrained import load_pretrained
-from dejavu.toolkit.models.segformer import SEGFORMER_VARIANTS, SegFormer
-from dejavu.toolkit.models.torchvision_models import TORCHVISION_MODELS, TorchvisionSegmentation
 
-__all__ = ["FAMILY_PATTERNS", "TASKS", "create_model", "heads_for_task", "list_models"]
+__all__ = [
+    "ModelFamily",
+    "build_model",
+    "check_model_name",
+    "create_model",
+    "family_patterns",
+    "heads_for_task",
+    "list_models",
+    "register_model",
+    "register_model_family",
+]
 
-#: Allowed values of ``task``.
-TASKS: tuple[str, ...] = ("segmentation", "depth", "normals", "multitask")
-
-#: Open-ended name families (any timm backbone, any smp arch/encoder, any base).
-FAMILY_PATTERNS: tuple[str, ...] = (
-    "fpn_<timm model>",
-    "smp_<arch>_<encoder>",
-    f"{MTL_PREFIX}<model>",
-)
-
-Builder = Callable[[dict[str, int], dict[str, Any]], DenseNet]
-
-
-def _hrnet(variant: str) -> Builder:
-    return lambda heads, kw: HRNet(heads, variant=variant, **kw)
+#: ``builder(heads, **kwargs) -> DenseNet``.
+ModelBuilder = Callable[..., DenseNet]
+#: ``builder(suffix, heads, **kwargs) -> DenseNet`` for the names ``<prefix><suffix>``.
+FamilyBuilder = Callable[..., DenseNet]
+F = TypeVar("F", bound=Callable[..., DenseNet])
 
 
-def _torchvision(name: str) -> Builder:
-    return lambda heads, kw: TorchvisionSegmentation(heads, name, **kw)
+@dataclass(frozen=True)
+class ModelFamily:
+    """An open-ended family of model names ``<prefix><suffix>``.
+
+    Attributes:
+        prefix: e.g. ``"fpn_"``.
+        pattern: how the docs and errors write the family, e.g. ``"fpn_<timm model>"``.
+        builder: ``builder(suffix, heads, **kwargs) -> DenseNet``.
+        check: ``check(suffix)`` returns why ``suffix`` is not a member (``None``: it is);
+            cheap, without building anything.
+        examples: members :func:`list_models` shows (each is tested to build).
+    """
+
+    prefix: str
+    pattern: str
+    builder: FamilyBuilder
+    check: Callable[[str], str | None]
+    examples: tuple[str, ...] = ()
 
 
-def _segformer(variant: str) -> Builder:
-    return lambda heads, kw: SegFormer(heads, variant, **kw)
+# The one list of models: name -> builder, and prefix -> family.
+_MODELS: dict[str, ModelBuilder] = {}
+_FAMILIES: dict[str, ModelFamily] = {}
 
 
-def _sa_hrnet(variant: str) -> Builder:
-    def build(heads: dict[str, int], kw: dict[str, Any]) -> DenseNet:
-        # imported here: it needs dejavu.shared_attention, which other models do not
-        from dejavu.toolkit.models.shared_attention_net import SharedAttentionHRNet
+def register_model(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Register a model builder ``fn(heads, **kwargs) -> DenseNet`` (a decorator).
 
-        return SharedAttentionHRNet(heads, variant=variant, **kw)
+    Args:
+        fn: the builder; its ``__name__`` is the model name unless ``name`` is given.
+        name: the model name (for builders made in a loop).
 
-    return build
+    Raises:
+        ValueError: when the name is taken by another builder.
+
+    Example:
+        >>> @register_model
+        ... def my_tiny_net(heads, **kwargs):
+        ...     return create_model("fpn_test_resnet", heads=heads, **kwargs)
+        >>> "my_tiny_net" in list_models()
+        True
+        >>> _ = _MODELS.pop("my_tiny_net")  # (keep the registry as it was)
+    """
+
+    def register(builder: F) -> F:
+        key = name or builder.__name__
+        if not key or not isinstance(key, str):
+            raise ValueError(f"a model needs a non-empty name, got {key!r}")
+        if key in _MODELS and _MODELS[key] is not builder:
+            raise ValueError(f"model name {key!r} is already registered")
+        _MODELS[key] = builder
+        return builder
+
+    return register if fn is None else register(fn)
 
 
-_MODELS: dict[str, Builder] = {
-    **{name: _hrnet(variant) for name, variant in HRNET_VARIANTS.items()},
-    **{name: _torchvision(name) for name in TORCHVISION_MODELS},
-    **{f"segformer_{v}": _segformer(v) for v in SEGFORMER_VARIANTS},
-    "sa_hrnet18": _sa_hrnet(HRNET_VARIANTS["hrnet18"]),
-}
+def register_model_family(
+    prefix: str,
+    *,
+    pattern: str,
+    check: Callable[[str], str | None] = lambda suffix: None,
+    examples: tuple[str, ...] = (),
+) -> Callable[[FamilyBuilder], FamilyBuilder]:
+    """Register an open-ended family of names ``<prefix><suffix>`` (a decorator).
 
-# Members of the open families that list_models() shows (all are tested to build).
-_FAMILY_EXAMPLES: tuple[str, ...] = (
-    "fpn_resnet18",
-    "fpn_resnet50",
-    "fpn_mobilenetv3_large_100",
-    "fpn_convnext_atto",
-    "fpn_convnext_tiny",
-    "smp_unet_resnet18",
-    "smp_fpn_resnet34",
-    "smp_deeplabv3plus_resnet50",
-    "mtl_hrnet18",
-    "mtl_hrnet18_v2",
-    "mtl_hrnet48",
-    "mtl_fpn_resnet18",
-    "mtl_segformer_b0",
-)
+    Args:
+        prefix: the names' common prefix, e.g. ``"fpn_"``.
+        pattern: how docs and errors write the family, e.g. ``"fpn_<timm model>"``.
+        check: ``check(suffix)`` -> why it is not a member, or ``None``.
+        examples: members that :func:`list_models` lists.
+
+    Raises:
+        ValueError: when the prefix is taken.
+    """
+
+    def register(builder: FamilyBuilder) -> FamilyBuilder:
+        if prefix in _FAMILIES and _FAMILIES[prefix].builder is not builder:
+            raise ValueError(f"model family {prefix!r} is already registered")
+        _FAMILIES[prefix] = ModelFamily(prefix, pattern, builder, check, tuple(examples))
+        return builder
+
+    return register
+
+
+def family_patterns() -> tuple[str, ...]:
+    """The open-ended families, as the docs write them (``fpn_<timm model>``, ...)."""
+    return tuple(f.pattern for f in _FAMILIES.values())
 
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Model names :func:`create_model` accepts, optionally filtered by a glob ``pattern``.
 
-    The ``fpn_``, ``smp_`` and ``mtl_`` families are open-ended (any timm
+    The families (``fpn_``, ``smp_``, ``mtl_``) are open-ended (any timm
     backbone, any smp architecture and encoder, any base network); a few
     members of each are listed.
 
@@ -111,71 +163,77 @@ def list_models(pattern: str | None = None) -> list[str]:
         >>> list_models("hrnet*")
         ['hrnet18', 'hrnet18_full', 'hrnet18_v2', 'hrnet48']
     """
-    names = sorted({*_MODELS, *_FAMILY_EXAMPLES})
+    names = sorted({*_MODELS, *(e for f in _FAMILIES.values() for e in f.examples)})
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
     return names
 
 
-def heads_for_task(task: str, num_classes: int | None = None) -> dict[str, int]:
-    """The heads a task needs: segmentation -> ``{"seg": K}``, depth -> ``{"depth": 1}``,
-    normals -> ``{"normals": 3}``, multitask -> all three.
+def _unknown(name: str, why: str = "") -> ValueError:
+    return ValueError(
+        f"unknown model name {name!r}{why}; allowed: {', '.join(list_models())} "
+        f"(and the families {', '.join(family_patterns())})"
+    )
+
+
+def _family(name: str) -> tuple[ModelFamily, str] | None:
+    for prefix, family in _FAMILIES.items():
+        if name.startswith(prefix):
+            return family, name[len(prefix) :]
+    return None
+
+
+def check_model_name(name: object) -> str:
+    """``name`` if :func:`create_model` knows it (without building anything).
 
     Raises:
-        ValueError: for an unknown task, or a segmentation/multitask task without
-            a positive ``num_classes``.
+        ValueError: naming the allowed names and families.
+
+    Example:
+        >>> check_model_name("fpn_resnet18")
+        'fpn_resnet18'
+    """
+    if not isinstance(name, str):
+        raise _unknown(repr(name))
+    if name in _MODELS:
+        return name
+    found = _family(name)
+    if found is None:
+        raise _unknown(name)
+    family, suffix = found
+    why = family.check(suffix)
+    if why is not None:
+        raise _unknown(name, f": {why}")
+    return name
+
+
+def build_model(name: str, heads: Mapping[str, int], **kwargs: Any) -> DenseNet:
+    """Build the registered network ``name`` with ``heads`` (no pretrained weights, no checks
+    of the task): what :func:`create_model` and the families use."""
+    check_model_name(name)
+    if name in _MODELS:
+        return _MODELS[name](dict(heads), **kwargs)
+    found = _family(name)
+    assert found is not None  # check_model_name passed
+    family, suffix = found
+    return family.builder(suffix, dict(heads), **kwargs)
+
+
+def heads_for_task(task: str, num_classes: int | None = None) -> dict[str, int]:
+    """The heads a task needs: segmentation -> ``{"seg": K}``, depth -> ``{"depth": 1}``,
+    normals -> ``{"normals": 3}``, multitask -> all three (see :mod:`dejavu.toolkit.tasks`).
+
+    Raises:
+        ValueError: for an unknown task, or a task with a class head without a positive
+            ``num_classes``.
 
     Example:
         >>> heads_for_task("multitask", 40)
         {'seg': 40, 'depth': 1, 'normals': 3}
     """
-    check_choice(task, "task", TASKS)
-    if task == "depth":
-        return {"depth": 1}
-    if task == "normals":
-        return {"normals": 3}
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(
-            f"num_classes must be a positive int for task {task!r} "
-            f"(tasks that need it: 'segmentation', 'multitask'), got {num_classes!r}"
-        )
-    if task == "multitask":
-        return multitask_heads(num_classes)
-    return {"seg": num_classes}
+    from dejavu.toolkit.tasks import task_heads
 
-
-def _unknown(name: str, why: str = "") -> ValueError:
-    return ValueError(
-        f"unknown model name {name!r}{why}; allowed: {', '.join(list_models())} "
-        f"(and the families {', '.join(FAMILY_PATTERNS)})"
-    )
-
-
-def _build(name: str, heads: dict[str, int], kwargs: dict[str, Any]) -> DenseNet:
-    if name in _MODELS:
-        return _MODELS[name](heads, kwargs)
-    if name.startswith(MTL_PREFIX):
-        base = name[len(MTL_PREFIX) :]
-        if base.startswith(MTL_PREFIX) or base.startswith("sa_"):
-            raise _unknown(name, f": {MTL_PREFIX} takes a plain base network, got {base!r}")
-        return build_multitask(base, heads, lambda n, h: _build(n, h, kwargs))
-    if name.startswith("fpn_"):
-        import timm
-
-        from dejavu.toolkit.models.timm_fpn import TimmFPN
-
-        backbone = name[len("fpn_") :]
-        if not timm.is_model(backbone):
-            raise _unknown(name, f": {backbone!r} is not a timm model (see timm.list_models())")
-        return TimmFPN(heads, backbone=backbone, **kwargs)
-    if name.startswith("smp_"):
-        from dejavu.toolkit.models.smp_models import SMPModel
-
-        arch, sep, encoder = name[len("smp_") :].partition("_")
-        if not sep or not encoder:
-            raise _unknown(name, ": smp names are smp_<arch>_<encoder>, e.g. smp_unet_resnet18")
-        return SMPModel(heads, arch, encoder, **kwargs)
-    raise _unknown(name)
+    return task_heads(task, num_classes)
 
 
 def create_model(
@@ -191,7 +249,8 @@ def create_model(
 
     Args:
         name: a model name (see :func:`list_models` and the module docstring).
-        task: ``"segmentation"``, ``"depth"``, ``"normals"`` or ``"multitask"``;
+        task: a registered task name (:func:`dejavu.toolkit.tasks.list_tasks`:
+            ``"segmentation"``, ``"depth"``, ``"normals"``, ``"multitask"``, ...);
             it chooses the heads (see :func:`heads_for_task`) unless ``heads``
             is given. Default: ``"multitask"`` for ``mtl_`` names, else
             ``"segmentation"``.
@@ -223,14 +282,13 @@ def create_model(
         >>> create_model("mtl_hrnet18", num_classes=40).heads
         {'seg': 40, 'depth': 1, 'normals': 3}
     """
-    if not isinstance(name, str):
-        raise _unknown(repr(name))
+    check_model_name(name)
     if task is None:
-        task = "multitask" if name.startswith(MTL_PREFIX) else "segmentation"
-    check_choice(task, "task", TASKS)
+        task = "multitask" if name.startswith("mtl_") else "segmentation"
     if heads is None:
         resolved = heads_for_task(task, num_classes)
     else:
+        heads_for_task(task, 1)  # the task must exist even when heads are given
         resolved = check_heads(heads)
         if num_classes is not None and "seg" in resolved and resolved["seg"] != num_classes:
             raise ValueError(
@@ -247,7 +305,7 @@ def create_model(
     if pretrained is not None and not isinstance(pretrained, str | os.PathLike):
         raise ValueError(f"pretrained must be a file path or None, got {pretrained!r}")
 
-    model = _build(name, resolved, dict(kwargs))
+    model = build_model(name, resolved, **kwargs)
     model.model_name = name
     if pretrained is not None:
         report = load_pretrained(model, pretrained)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.models.base import DenseNet
+from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import TaskHeads
 
 __all__ = ["HRNET_VARIANTS", "HRNet", "concat_branches"]
@@ -128,3 +129,28 @@ class HRNet(DenseNet):
 
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         return self.decoder(self.forward_features(image))
+
+
+# ----------------------------------------------------------------------- registry
+@register_model
+def hrnet18(heads: Mapping[str, int], **kwargs: Any) -> HRNet:
+    """HRNet-W18-Small-V1 (timm ``hrnet_w18_small``): the paper's HRNet18 baseline."""
+    return HRNet(heads, variant=HRNET_VARIANTS["hrnet18"], **kwargs)
+
+
+@register_model
+def hrnet18_v2(heads: Mapping[str, int], **kwargs: Any) -> HRNet:
+    """HRNet-W18-Small-V2 (timm ``hrnet_w18_small_v2``)."""
+    return HRNet(heads, variant=HRNET_VARIANTS["hrnet18_v2"], **kwargs)
+
+
+@register_model
+def hrnet18_full(heads: Mapping[str, int], **kwargs: Any) -> HRNet:
+    """The full HRNet-W18 (timm ``hrnet_w18``)."""
+    return HRNet(heads, variant=HRNET_VARIANTS["hrnet18_full"], **kwargs)
+
+
+@register_model
+def hrnet48(heads: Mapping[str, int], **kwargs: Any) -> HRNet:
+    """HRNet-W48 (timm ``hrnet_w48``)."""
+    return HRNet(heads, variant=HRNET_VARIANTS["hrnet48"], **kwargs)

@@ -13,8 +13,10 @@ and refuses single-task head sets for ``mtl_`` names.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from dejavu.toolkit.models.base import DenseNet, check_heads
+from dejavu.toolkit.models.factory import build_model, check_model_name, register_model_family
 
 __all__ = ["MTL_PREFIX", "build_multitask", "multitask_heads"]
 
@@ -57,3 +59,31 @@ def build_multitask(
             f"(task='multitask' gives seg, depth and normals); got heads={heads}"
         )
     return build_base(base, heads)
+
+
+# ----------------------------------------------------------------------- registry
+def _check_base(base: str) -> str | None:
+    if base.startswith(MTL_PREFIX) or base.startswith("sa_"):
+        return f"{MTL_PREFIX} takes a plain base network, got {base!r}"
+    try:
+        check_model_name(base)
+    except ValueError:
+        return f"{base!r} is not a model name"
+    return None
+
+
+@register_model_family(
+    MTL_PREFIX,
+    pattern=f"{MTL_PREFIX}<model>",
+    check=_check_base,
+    examples=(
+        "mtl_hrnet18",
+        "mtl_hrnet18_v2",
+        "mtl_hrnet48",
+        "mtl_fpn_resnet18",
+        "mtl_segformer_b0",
+    ),
+)
+def mtl(base: str, heads: Mapping[str, int], **kwargs: Any) -> DenseNet:
+    """``mtl_<model>``: ``<model>`` with a shared encoder and one head per task."""
+    return build_multitask(base, heads, lambda name, h: build_model(name, h, **kwargs))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.models.base import DenseNet
+from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import split_channels
 
 __all__ = ["SEGFORMER_VARIANTS", "SegFormer", "segformer_config"]
@@ -124,3 +125,15 @@ class SegFormer(DenseNet):
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         logits = self.model(pixel_values=image).logits
         return split_channels(logits, self.heads)
+
+
+# ----------------------------------------------------------------------- registry
+def _register(variant: str) -> None:
+    def build(heads: Mapping[str, int], **kwargs: Any) -> SegFormer:
+        return SegFormer(heads, variant, **kwargs)
+
+    register_model(build, name=f"segformer_{variant}")
+
+
+for _variant in SEGFORMER_VARIANTS:
+    _register(_variant)

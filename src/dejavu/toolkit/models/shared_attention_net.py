@@ -39,8 +39,9 @@ from torch import Tensor, nn
 from dejavu._validation import check_image
 from dejavu.shared_attention import SharedAttention
 from dejavu.toolkit.models.base import decode_outputs, pad_to_multiple
+from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import TaskHeads
-from dejavu.toolkit.models.hrnet import HRNet
+from dejavu.toolkit.models.hrnet import HRNET_VARIANTS, HRNet
 
 __all__ = ["SA_STRIDES", "SharedAttentionHRNet", "frozen_bn_stats"]
 
@@ -189,3 +190,10 @@ class SharedAttentionHRNet(HRNet):
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         features = self.forward_features(image)
         return self._decode(features, self._tokens(features))[0]
+
+
+# ----------------------------------------------------------------------- registry
+@register_model
+def sa_hrnet18(heads: Mapping[str, int], **kwargs: Any) -> SharedAttentionHRNet:
+    """HRNet-18 (``hrnet18``) with a DejaVu-SA shared-attention block in its head."""
+    return SharedAttentionHRNet(heads, variant=HRNET_VARIANTS["hrnet18"], **kwargs)

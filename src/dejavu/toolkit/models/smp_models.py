@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.models.base import DenseNet
+from dejavu.toolkit.models.factory import register_model_family
 from dejavu.toolkit.models.heads import split_channels
 
 __all__ = ["SMPModel", "smp_architectures", "smp_encoders"]
@@ -107,3 +108,23 @@ class SMPModel(DenseNet):
 
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         return split_channels(self.model(image), self.heads)
+
+
+# ----------------------------------------------------------------------- registry
+def _check_name(suffix: str) -> str | None:
+    arch, sep, encoder = suffix.partition("_")
+    if not arch or not sep or not encoder:
+        return "smp names are smp_<arch>_<encoder>, e.g. smp_unet_resnet18"
+    return None
+
+
+@register_model_family(
+    "smp_",
+    pattern="smp_<arch>_<encoder>",
+    check=_check_name,
+    examples=("smp_unet_resnet18", "smp_fpn_resnet34", "smp_deeplabv3plus_resnet50"),
+)
+def smp(suffix: str, heads: Mapping[str, int], **kwargs: Any) -> SMPModel:
+    """``smp_<arch>_<encoder>``: a segmentation_models_pytorch network."""
+    arch, _, encoder = suffix.partition("_")
+    return SMPModel(heads, arch, encoder, **kwargs)

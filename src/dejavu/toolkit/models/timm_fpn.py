@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
 from dejavu.toolkit.models.base import DenseNet
+from dejavu.toolkit.models.factory import register_model_family
 from dejavu.toolkit.models.heads import TaskHeads
 
 __all__ = ["FPN_STRIDES", "SemanticFPNMerge", "TimmFPN", "select_fpn_levels"]
@@ -196,3 +197,29 @@ class TimmFPN(DenseNet):
 
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         return self.decoder(self.forward_features(image))
+
+
+# ----------------------------------------------------------------------- registry
+def _check_backbone(backbone: str) -> str | None:
+    return (
+        None
+        if timm.is_model(backbone)
+        else f"{backbone!r} is not a timm model (see timm.list_models())"
+    )
+
+
+@register_model_family(
+    "fpn_",
+    pattern="fpn_<timm model>",
+    check=_check_backbone,
+    examples=(
+        "fpn_resnet18",
+        "fpn_resnet50",
+        "fpn_mobilenetv3_large_100",
+        "fpn_convnext_atto",
+        "fpn_convnext_tiny",
+    ),
+)
+def fpn(backbone: str, heads: Mapping[str, int], **kwargs: Any) -> TimmFPN:
+    """``fpn_<timm model>``: any hierarchical timm backbone with the FPN decoder."""
+    return TimmFPN(heads, backbone=backbone, **kwargs)

@@ -20,6 +20,7 @@ from torchvision.models import segmentation
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.models.base import DenseNet
+from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import split_channels
 
 __all__ = ["TORCHVISION_MODELS", "TorchvisionSegmentation"]
@@ -86,3 +87,15 @@ class TorchvisionSegmentation(DenseNet):
 
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:
         return split_channels(self.model(image)["out"], self.heads)
+
+
+# ----------------------------------------------------------------------- registry
+def _register(name: str) -> None:
+    def build(heads: Mapping[str, int], **kwargs: Any) -> TorchvisionSegmentation:
+        return TorchvisionSegmentation(heads, name, **kwargs)
+
+    register_model(build, name=name)
+
+
+for _name in TORCHVISION_MODELS:
+    _register(_name)

@@ -1,22 +1,101 @@
 """Dense-prediction tasks: heads, loss, DejaVu conditioning, redaction and metrics.
 
-A :class:`Task` gathers what differs between segmentation, depth, normals and
-multi-task learning, so the training code is the same for all of them.
+A task kind is a :class:`TaskSpec` (its heads and its default redaction),
+registered under its own name with :func:`register_task` (timm style: adding a
+task is one file; nothing else keeps a list of the names). :func:`create_task`
+builds a :class:`Task` from a registered name: it gathers what differs between
+segmentation, depth, normals and multi-task learning, so the training code is
+the same for all of them.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from dejavu._validation import check_choice
 from dejavu.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
 from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
 
-__all__ = ["TASK_NAMES", "Task", "TaskMetrics", "create_task"]
+__all__ = [
+    "Task",
+    "TaskMetrics",
+    "TaskSpec",
+    "create_task",
+    "list_tasks",
+    "register_task",
+    "task_heads",
+    "task_spec",
+]
 
-TASK_NAMES = ("segmentation", "depth", "normals", "multitask")
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A kind of task: which heads the network predicts and the redaction that suits it.
+
+    Attributes:
+        name: the registry name (``task.name`` in a config).
+        heads: the prediction keys, in order (e.g. ``("seg", "depth", "normals")``).
+        default_redaction: the redaction the paper's findings suggest for it
+            (spatial for segmentation, a spectral band-stop for geometry).
+    """
+
+    name: str
+    heads: tuple[str, ...]
+    default_redaction: str = "random"
+
+
+# name -> spec, in registration order: the one list of tasks.
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Register a :class:`TaskSpec` under its own ``name``; returns it.
+
+    Raises:
+        ValueError: when the name is empty, taken by another spec, or names no head.
+    """
+    if not isinstance(spec.name, str) or not spec.name:
+        raise ValueError(f"a task needs a non-empty name, got {spec.name!r}")
+    if spec.name in _TASKS and _TASKS[spec.name] != spec:
+        raise ValueError(f"task name {spec.name!r} is already registered")
+    if not spec.heads:
+        raise ValueError(f"task {spec.name!r} must name at least one head")
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def list_tasks(pattern: str | None = None) -> list[str]:
+    """The registered task names, sorted, optionally filtered by a glob ``pattern``.
+
+    Example:
+        >>> list_tasks()
+        ['depth', 'multitask', 'normals', 'segmentation']
+    """
+    names = sorted(_TASKS)
+    return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The :class:`TaskSpec` registered as ``name``.
+
+    Raises:
+        ValueError: for an unknown name (listing the registered ones).
+    """
+    return _TASKS[check_choice(name, "task", tuple(_TASKS))]
+
+
+# Paper finding: spatial redaction suits segmentation, a spectral band-stop
+# (middle frequencies removed) suits depth and normals.
+register_task(TaskSpec("segmentation", ("seg",), default_redaction="random"))
+register_task(TaskSpec("depth", ("depth",), default_redaction="bandstop"))
+register_task(TaskSpec("normals", ("normals",), default_redaction="bandstop"))
+# The NYUD-v2 multi-task setting.
+register_task(TaskSpec("multitask", ("seg", "depth", "normals"), default_redaction="bandstop"))
+
 
 # Which prediction key each task head writes, and its conditioning kind.
 _HEAD_CONDITIONING = {"seg": "segmentation", "depth": "depth", "normals": "normals"}
@@ -27,7 +106,7 @@ class Task:
     """What a dense-prediction task needs beyond the network.
 
     Attributes:
-        name: one of :data:`TASK_NAMES`.
+        name: a registered task name (:func:`list_tasks`).
         heads: prediction key -> output channels, e.g. ``{"seg": 19}``.
         loss_weights: prediction key -> weight of its loss in the sum.
         num_classes: segmentation classes (``None`` without a ``seg`` head).
@@ -129,6 +208,35 @@ class TaskMetrics(nn.Module):
             metric.reset()
 
 
+_HEAD_CHANNELS = {"depth": 1, "normals": 3}  # "seg": num_classes
+
+
+def task_heads(name: str, num_classes: int | None = None) -> dict[str, int]:
+    """Head name -> output channels of the registered task ``name``.
+
+    Raises:
+        ValueError: for an unknown task, or a task with a class head (``seg``)
+            without a positive ``num_classes``.
+
+    Example:
+        >>> task_heads("multitask", 40)
+        {'seg': 40, 'depth': 1, 'normals': 3}
+    """
+    spec = task_spec(name)
+    heads: dict[str, int] = {}
+    for key in spec.heads:
+        if key in _HEAD_CHANNELS:
+            heads[key] = _HEAD_CHANNELS[key]
+            continue
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"num_classes must be a positive int for task {name!r} (its {key!r} head has "
+                f"one channel per class), got {num_classes!r}"
+            )
+        heads[key] = num_classes
+    return heads
+
+
 def create_task(
     name: str,
     *,
@@ -139,9 +247,10 @@ def create_task(
     """Build a :class:`Task` by name.
 
     Args:
-        name: ``"segmentation"``, ``"depth"``, ``"normals"`` or ``"multitask"``
-            (segmentation + depth + normals, NYUD-v2 style).
-        num_classes: required for segmentation and multi-task.
+        name: a registered task (:func:`list_tasks`): ``"segmentation"``,
+            ``"depth"``, ``"normals"`` or ``"multitask"`` (segmentation + depth +
+            normals, NYUD-v2 style), ...
+        num_classes: required by tasks with a class head (segmentation, multitask).
         loss_weights: per-head weights of the summed loss (default 1 each).
         ignore_index: segmentation ignore label.
 
@@ -149,29 +258,18 @@ def create_task(
         >>> create_task("multitask", num_classes=40).heads
         {'seg': 40, 'depth': 1, 'normals': 3}
     """
-    if name not in TASK_NAMES:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
-    needs_classes = name in ("segmentation", "multitask")
-    if needs_classes and (num_classes is None or num_classes < 1):
-        raise ValueError(f"task {name!r} needs num_classes >= 1, got {num_classes!r}")
-    heads = {
-        "segmentation": {"seg": num_classes},
-        "depth": {"depth": 1},
-        "normals": {"normals": 3},
-        "multitask": {"seg": num_classes, "depth": 1, "normals": 3},
-    }[name]
+    spec = task_spec(name)
+    heads = task_heads(name, num_classes)
     weights = dict(loss_weights or {})
     unknown = set(weights) - set(heads)
     if unknown:
         raise ValueError(f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)}")
-    # Paper finding: spatial redaction suits segmentation, a spectral band-stop
-    # (middle frequencies removed) suits depth and normals.
-    redaction = "random" if name == "segmentation" else "bandstop"
+    needs_classes = any(key not in _HEAD_CHANNELS for key in heads)
     return Task(
         name=name,
         heads=heads,
         loss_weights=weights,
         num_classes=num_classes if needs_classes else None,
         ignore_index=ignore_index,
-        default_redaction=redaction,
+        default_redaction=spec.default_redaction,
     )
