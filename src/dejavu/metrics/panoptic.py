@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
+
+from dejavu.metrics._per_class import PerClassMetric
 
 __all__ = [
     "PanopticQuality",
@@ -374,7 +375,7 @@ def panoptic_from_segments(
     return out
 
 
-class PanopticQuality(Metric):
+class PanopticQuality(PerClassMetric):
     """COCO panoptic quality pooled over the whole dataset (DDP-synced).
 
     Accumulates per-category TP/FP/FN counts and TP IoU sums (sum-reduced

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from dejavu._validation import check_image
+from dejavu.metrics._per_class import PerClassMetric
 
 __all__ = ["SegmentationMetrics", "confusion_matrix", "segmentation_scores"]
 
@@ -159,7 +159,7 @@ def segmentation_scores(confmat: Tensor) -> dict[str, Tensor]:
     }
 
 
-class SegmentationMetrics(Metric):
+class SegmentationMetrics(PerClassMetric):
     """mIoU, overall and mean class accuracy, pooled over the whole dataset.
 
     Accumulates one ``K x K`` confusion matrix (sum-reduced across DDP ranks)
