@@ -109,11 +109,14 @@ def test_task_chooses_the_heads(task: str, heads: dict[str, int]) -> None:
         _check_contract(model(torch.randn(1, 3, 33, 40)), heads, (33, 40))
 
 
-def test_explicit_heads_override_the_task_and_may_add_heads() -> None:
-    heads = {"seg": 4, "depth": 1, "edge": 2}
+def test_explicit_heads_override_the_task() -> None:
+    heads = {"seg": 4, "depth": 1}
     model = create_model("fpn_resnet18", heads=heads).eval()
     with torch.no_grad():
         _check_contract(model(torch.randn(1, 3, *ODD)), heads, ODD)
+    # A head needs a spec (dejavu.toolkit.tasks.register_head): no silent default.
+    with pytest.raises(ValueError, match="unknown head 'edge'"):
+        create_model("fpn_resnet18", heads={"seg": 4, "edge": 2})
 
 
 def test_mtl_defaults_to_the_three_nyud_tasks() -> None:

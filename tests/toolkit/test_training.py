@@ -423,10 +423,18 @@ def test_default_monitor():
     cfg = load_config(None, ["task.name=depth"])
     assert default_monitor(cfg) == ("depth/rmse", "min")
     assert default_monitor(load_config(None, ["task.name=normals"])) == ("normals/mean", "min")
-    assert default_monitor(load_config(None, ["trainer.monitor=depth/delta1"]))[1] == "max"
+    depth = load_config(None, ["task.name=depth", "trainer.monitor=depth/delta1"])
+    assert default_monitor(depth)[1] == "max"
     assert default_monitor(load_config(None, ["trainer.monitor=loss"]))[1] == "min"
-    with pytest.raises(ValueError, match="not a known metric"):
-        default_monitor(load_config(None, ["trainer.monitor=seg/sharpness"]))
+    # Exactly the logged names: per-class IoU is seg/iou_per_class/<k> (what is logged) ...
+    per_class = load_config(None, ["trainer.monitor=seg/iou_per_class/3"])
+    assert default_monitor(per_class) == ("seg/iou_per_class/3", "max")
+    with pytest.raises(ValueError, match="not a logged metric"):
+        default_monitor(per_class, num_classes=3)  # classes 0..2 only
+    # ... and names that are never logged are refused when the config is read.
+    for bad in ("seg/sharpness", "seg/iou/3", "depth/rmse", "val/seg/miou"):
+        with pytest.raises(ValueError, match=r"trainer.monitor.*not a logged metric"):
+            load_config(None, [f"trainer.monitor={bad}"])
 
 
 def test_seeded_samples_depend_only_on_seed_epoch_and_index(cache, tmp_path):

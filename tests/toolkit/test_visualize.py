@@ -119,7 +119,7 @@ def test_colorize_prediction_dispatch():
     logits[2] = 1.0
     assert (colorize_prediction("seg", logits, 3) == default_palette(3)[2]).all()
     assert colorize_prediction("depth", torch.ones(1, 2, 2)).shape == (2, 2, 3)
-    with pytest.raises(ValueError, match="unknown prediction key"):
+    with pytest.raises(ValueError, match="unknown head 'edges'"):
         colorize_prediction("edges", torch.zeros(1, 2, 2))
 
 

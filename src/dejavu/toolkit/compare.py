@@ -400,12 +400,11 @@ def _paired(report: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     return stored if stored is not None else paired_section(report)
 
 
-_MAIN_METRIC = {
-    "segmentation": "seg/miou",
-    "multitask": "seg/miou",
-    "depth": "depth/rmse",
-    "normals": "normals/mean",
-}
+def _task_metric(task: Any) -> str | None:
+    # The metric that picks best.ckpt for the task (its spec's), when the task is registered.
+    from dejavu.toolkit.tasks import list_tasks, task_spec
+
+    return task_spec(task).monitor[0] if task in list_tasks() else None
 
 
 def main_metric(report: Mapping[str, Any]) -> str | None:
@@ -426,7 +425,7 @@ def main_metric(report: Mapping[str, Any]) -> str | None:
     cfg = report.get("config") or {}
     trainer = cfg.get("trainer") or {}
     task = (cfg.get("task") or {}).get("name")
-    for name in (report.get("main_metric"), trainer.get("monitor"), _MAIN_METRIC.get(task)):
+    for name in (report.get("main_metric"), trainer.get("monitor"), _task_metric(task)):
         if name and name in have:
             return str(name)
     summary = sorted(_summary({n: None for n in have}))

@@ -258,9 +258,10 @@ class TrainerConfig:
     limit_val_batches: int | float = 1.0
     """Validation batches per validation: a fraction (float) or a count (int)."""
     monitor: str | None = None
-    """Validation metric that picks ``best.ckpt`` (e.g. ``seg/miou``); ``None``: the task's
-    main metric (``seg/miou`` for segmentation and multi-task, ``depth/rmse``,
-    ``normals/mean``)."""
+    """Validation metric that picks ``best.ckpt``: any metric that is logged (without
+    ``val/``), e.g. ``seg/miou``, ``seg/iou_per_class/3``, ``depth/abs_rel`` or ``loss``;
+    ``None``: the task's main metric (``seg/miou`` for segmentation and multi-task,
+    ``depth/rmse``, ``normals/mean``)."""
 
 
 @dataclass
@@ -650,9 +651,14 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     from dejavu.redaction import check_redaction_options
     from dejavu.toolkit.data import list_datasets
     from dejavu.toolkit.models import check_model_name
-    from dejavu.toolkit.tasks import list_tasks
+    from dejavu.toolkit.tasks import list_tasks, metric_direction, task_spec
 
     check_choice(cfg.task.name, "task.name", list_tasks())
+    if cfg.trainer.monitor is not None:
+        try:
+            metric_direction(cfg.trainer.monitor, task_spec(cfg.task.name).heads)
+        except ValueError as exc:
+            raise ValueError(f"trainer.monitor: {exc}") from None
     for key, w in cfg.task.loss_weights.items():
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
 

@@ -217,11 +217,13 @@ def demo_panel(
     Returns:
         The panel, ``H' x W' x 3`` uint8.
     """
+    from dejavu.toolkit.tasks import head_spec, task_spec
     from dejavu.toolkit.training import DenseDataModule, load_eval_model, load_run
     from dejavu.toolkit.visualize import colorize_prediction, denormalize, make_panel
 
     check_choice(task, "task", DEMO_TASKS)
-    key = {"segmentation": "seg", "depth": "depth", "normals": "normals"}[task]
+    key = task_spec(task).heads[0]
+    spec = head_spec(key)
     dm = DenseDataModule(cfg)
     batch = _batch(dm.dataset("val"), num_images)
     baseline, meta = load_eval_model(baseline_checkpoint)
@@ -237,12 +239,8 @@ def demo_panel(
     num_classes = meta.get("num_classes")
 
     def colour(value: torch.Tensor, i: int) -> np.ndarray:
-        depth_range = None
-        if key == "depth":
-            target = batch["depth"][i]
-            valid = target[target > 0]
-            depth_range = (float(valid.min()), float(valid.max())) if valid.numel() else None
-        return colorize_prediction(key, value[i], num_classes, depth_range)
+        # Coloured over the truth's range (depth), so that equal colours mean equal values.
+        return colorize_prediction(key, value[i], num_classes, spec.colour_range(batch[key][i]))
 
     columns: list[tuple[str, list[np.ndarray]]] = [
         ("input", [denormalize(batch["image"][i], mean, std) for i in range(n)]),

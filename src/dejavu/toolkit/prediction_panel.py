@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dejavu.toolkit.tasks import head_spec
 from dejavu.toolkit.visualize import colorize_prediction, denormalize, save_panel
 
 __all__ = ["parse_run_specs", "prediction_columns", "save_prediction_panel"]
@@ -146,27 +147,19 @@ def prediction_columns(
         h, w = sample["image"].shape[-2:]
         rows.append(str(sample.get("name", i)))
         cols["input"].append(denormalize(sample["image"], mean, std))
-        depth_range = None
-        if "depth" in sample:
-            valid = sample["depth"][sample["depth"] > 0]
-            if valid.numel():
-                depth_range = (float(valid.min()), float(valid.max()))
+        # Each head's prediction is coloured over its truth's range (depth), as the truth is.
+        ranges = {k: head_spec(k).colour_range(sample[k]) if k in sample else None for k in heads}
         for key in heads:
             if key in sample:
-                truth = sample[key].squeeze(0) if key == "depth" else sample[key]
                 cols.setdefault(f"{key} truth", []).append(
-                    colorize_prediction(key, truth, num_classes, depth_range)
+                    colorize_prediction(key, sample[key], num_classes, ranges[key])
                 )
         for label, _cfg, module in loaded:
             pred = module(batch["image"])
             for key in heads:
                 value = pred[key][0, :, :h, :w]
-                if key == "depth":
-                    value = value.squeeze(0)
-                elif key == "normals":
-                    value = F.normalize(value, dim=0)
                 cols.setdefault(f"{label} {key}", []).append(
-                    colorize_prediction(key, value, num_classes, depth_range)
+                    colorize_prediction(key, value, num_classes, ranges[key])
                 )
         for label, _cfg, module in loaded:
             objective = module.model

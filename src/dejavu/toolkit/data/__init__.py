@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dejavu.toolkit.data.ade20k import ADE20K, ADE20K_CLASSES
-from dejavu.toolkit.data.base import TASK_NAMES, DenseDataset
+from dejavu.toolkit.data.base import DenseDataset
 from dejavu.toolkit.data.camvid import CAMVID_CLASSES, CamVid
 from dejavu.toolkit.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
 from dejavu.toolkit.data.collate import pad_collate
@@ -81,7 +81,6 @@ __all__ = [
     "IMAGENET_STD",
     "NYU40_CLASSES",
     "SCENE_CLASSES",
-    "TASK_NAMES",
     "CamVid",
     "Cityscapes",
     "ColorJitter",

@@ -14,9 +14,7 @@ from dejavu._validation import check_choice
 from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dejavu.toolkit.data.transforms import Normalize, Sample
 
-__all__ = ["TASK_NAMES", "DenseDataset", "select_tasks"]
-
-TASK_NAMES = ("seg", "depth", "normals", "instance")
+__all__ = ["DenseDataset", "select_tasks"]
 
 
 def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
@@ -58,8 +56,9 @@ class DenseDataset(Dataset[Sample], abc.ABC):
         needs_split: whether ``create_dataset`` must be given a split name.
         class_names: one name per semantic class (index = label value).
         ignore_index: the label value of pixels without a class (255).
-        tasks: the targets every sample carries, a subset of
-            ``("seg", "depth", "normals", "instance")``.
+        tasks: the targets every sample carries: registered target keys
+            (:func:`dejavu.toolkit.tasks.heads.list_targets`: ``seg``,
+            ``depth``, ``normals``, ``instance``).
         mean, std: per-channel statistics used for normalisation.
     """
 

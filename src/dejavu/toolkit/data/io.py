@@ -21,6 +21,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from dejavu.toolkit.tasks.heads import IGNORE_INDEX  # the segmentation target's ignore label
+
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
@@ -36,7 +38,6 @@ __all__ = [
     "require_file",
 ]
 
-IGNORE_INDEX = 255
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

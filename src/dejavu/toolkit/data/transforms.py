@@ -7,7 +7,9 @@ A sample is a dict (see :mod:`dejavu.toolkit.data`) with an ``image``
 invalid). Other keys whose values are not tensors (``name``) pass through.
 
 Each geometric operation draws its parameters once and applies them to every
-key with the key's own rule:
+key with the key's own rule, which the target's spec gives
+(:class:`~dejavu.toolkit.tasks.heads.TargetSpec`: its resampling, padding value
+and mirrored channel):
 
 ======== ================================= =============================
 key      resampling                        padding value
@@ -57,7 +59,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from dejavu._validation import as_range, check_in_range
-from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from dejavu.toolkit.data.io import IMAGENET_MEAN, IMAGENET_STD
+from dejavu.toolkit.tasks.heads import list_targets, target_spec
 
 __all__ = [
     "ColorJitter",
@@ -81,14 +84,7 @@ __all__ = [
 
 Sample = dict[str, Any]
 
-# key -> (number of dims of a single sample, padding value); image padding is a parameter.
-_SPATIAL_KEYS: dict[str, tuple[int, float]] = {
-    "image": (3, 0.0),
-    "seg": (2, float(IGNORE_INDEX)),
-    "instance": (2, 0.0),
-    "depth": (3, 0.0),
-    "normals": (3, 0.0),
-}
+_TARGET_MODES = {"nearest": InterpolationMode.NEAREST_EXACT, "bilinear": InterpolationMode.BILINEAR}
 
 
 def _spatial_items(sample: Sample) -> list[tuple[str, Tensor]]:
@@ -96,14 +92,14 @@ def _spatial_items(sample: Sample) -> list[tuple[str, Tensor]]:
     for key, value in sample.items():
         if not isinstance(value, Tensor):
             continue
-        if key not in _SPATIAL_KEYS:
+        if key != "image" and key not in list_targets():
             # A tensor this module does not know how to resample would silently
             # fall out of alignment with the image; refuse instead.
             raise ValueError(
                 f"sample key {key!r} holds a tensor but joint transforms only know "
-                f"{sorted(_SPATIAL_KEYS)}"
+                f"{sorted(['image', *list_targets()])}"
             )
-        ndim = _SPATIAL_KEYS[key][0]
+        ndim = 3 if key == "image" else target_spec(key).ndim
         if value.ndim != ndim:
             raise ValueError(f"sample[{key!r}] must be {ndim}-D, got shape {tuple(value.shape)}")
         items.append((key, value))
@@ -142,8 +138,9 @@ def _map(sample: Sample, fn: Callable[[str, Tensor], Tensor]) -> Sample:
 def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
     """Resize every tensor of a sample to ``size = (H, W)``.
 
-    The image is resampled bilinearly with antialiasing, every target with
-    nearest neighbour (no new label values, no depth across edges).
+    The image is resampled bilinearly with antialiasing, every target as its
+    spec says (nearest neighbour for all built-in targets: no new label
+    values, no depth across edges).
 
     Example:
         >>> s = {"image": torch.rand(3, 4, 6), "seg": torch.randint(0, 3, (4, 6))}
@@ -157,7 +154,7 @@ def resize_sample(sample: Sample, size: tuple[int, int]) -> Sample:
     def fn(key: str, x: Tensor) -> Tensor:
         if key == "image":
             return F.resize(x, [h, w], interpolation=InterpolationMode.BILINEAR, antialias=True)
-        return F.resize(x, [h, w], interpolation=InterpolationMode.NEAREST_EXACT)
+        return F.resize(x, [h, w], interpolation=_TARGET_MODES[target_spec(key).resample])
 
     return _map(sample, fn)
 
@@ -208,14 +205,15 @@ def pad_sample(
             y = F.pad(x, pad, fill=0.0)
             mask = F.pad(torch.zeros_like(x[:1], dtype=torch.bool), pad, fill=1)
             return torch.where(mask, fill, y)
-        fill_value = float(image_fill) if key == "image" else _SPATIAL_KEYS[key][1]  # type: ignore[arg-type]
+        fill_value = float(image_fill) if key == "image" else target_spec(key).fill_value()  # type: ignore[arg-type]
         return F.pad(x, pad, fill=fill_value)
 
     return _map(sample, fn)
 
 
 def hflip_sample(sample: Sample) -> Sample:
-    """Mirror every tensor left-right; negate the x component of the normals.
+    """Mirror every tensor left-right; negate the x component of the normals (any
+    target whose spec names a ``flip_x_channel``).
 
     Example:
         >>> n = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 2, 2)
@@ -225,9 +223,10 @@ def hflip_sample(sample: Sample) -> Sample:
 
     def fn(key: str, x: Tensor) -> Tensor:
         y = F.horizontal_flip(x)
-        if key == "normals":
+        channel = None if key == "image" else target_spec(key).flip_x_channel
+        if channel is not None:
             y = y.clone()
-            y[0] = -y[0]
+            y[channel] = -y[channel]
         return y
 
     return _map(sample, fn)

@@ -43,24 +43,15 @@ from dejavu.toolkit.data.io import (
     read_image,
 )
 from dejavu.toolkit.data.transforms import Normalize, Sample
+from dejavu.toolkit.tasks.heads import target_spec
 
 __all__ = [
     "IMAGE_EXTENSIONS",
-    "TARGET_FILL",
     "UnlabeledFolder",
     "UnlabeledSplit",
     "find_images",
     "with_empty_targets",
 ]
-
-#: target key -> (channels, or None for an ``H x W`` map; dtype; fill value). The fill
-#: values are those of ``pad_sample``: ignored by every task loss and metric.
-TARGET_FILL: dict[str, tuple[int | None, torch.dtype, float]] = {
-    "seg": (None, torch.int64, float(IGNORE_INDEX)),
-    "instance": (None, torch.int64, 0.0),
-    "depth": (1, torch.float32, 0.0),
-    "normals": (3, torch.float32, 0.0),
-}
 
 
 def find_images(root: str | os.PathLike[str], what: str = "data.unlabeled_root") -> list[Path]:
@@ -199,10 +190,11 @@ def with_empty_targets(
 ) -> Sample:
     """A copy of an image-only ``sample`` with targets ``keys`` filled with ignore/invalid.
 
-    ``seg`` is filled with ``ignore_index``, ``instance``, ``depth`` and
-    ``normals`` with 0 (no instance, invalid depth, invalid normal), each at
-    the image's size and with the dtype of a labelled sample
-    (see :data:`TARGET_FILL`).
+    Each target gets its spec's "no label" value
+    (:class:`~dejavu.toolkit.tasks.heads.TargetSpec`): ``seg`` is filled with
+    ``ignore_index``, ``instance``, ``depth`` and ``normals`` with 0 (no
+    instance, invalid depth, invalid normal), each at the image's size and
+    with the dtype of a labelled sample.
 
     Raises:
         ValueError: for a key with no known fill value.
@@ -215,13 +207,7 @@ def with_empty_targets(
     h, w = sample["image"].shape[-2:]
     out = dict(sample)
     for key in keys:
-        if key not in TARGET_FILL:
-            raise ValueError(
-                f"no ignore/invalid fill value for target {key!r}; known: {sorted(TARGET_FILL)}"
-            )
-        channels, dtype, fill = TARGET_FILL[key]
-        if key == "seg":
-            fill = float(ignore_index)
-        shape = (h, w) if channels is None else (channels, h, w)
-        out[key] = torch.full(shape, fill, dtype=dtype)
+        spec = target_spec(key)
+        shape = (h, w) if spec.channels is None else (spec.channels, h, w)
+        out[key] = torch.full(shape, spec.fill_value(ignore_index), dtype=spec.dtype)
     return out

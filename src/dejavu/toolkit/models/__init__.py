@@ -19,6 +19,7 @@ from dejavu.toolkit.models.base import (
     check_heads,
     decode_outputs,
     pad_to_multiple,
+    resize_outputs,
 )
 from dejavu.toolkit.models.factory import (
     ModelFamily,
@@ -66,5 +67,6 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "register_model_family",
+    "resize_outputs",
     "split_channels",
 ]

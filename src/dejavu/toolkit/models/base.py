@@ -16,12 +16,12 @@ does the rest the same way for all of them:
    original ``H x W``. Upsampling to the padded size first keeps output pixel
    ``(i, j)`` aligned with input pixel ``(i, j)``.
 3. **Activation** (after resizing, so that the constraints hold per output
-   pixel): ``"depth"`` becomes positive metres with ``softplus(x) + 1e-6``
-   (default; the offset keeps ``log(depth)`` finite even where softplus
-   underflows) or ``exp(x)`` (``depth_activation="exp"``, i.e. the head
-   predicts log-depth); ``"normals"`` are L2-normalised to unit vectors; every
-   other head (``"seg"`` logits, or any extra head a user adds) is returned as
-   is.
+   pixel), as each head's spec says (:mod:`dejavu.toolkit.tasks.heads`):
+   ``"depth"`` becomes positive metres with ``softplus(x) + 1e-6`` (default;
+   the offset keeps ``log(depth)`` finite even where softplus underflows) or
+   ``exp(x)`` (``depth_activation="exp"``, i.e. the head predicts log-depth);
+   ``"normals"`` are L2-normalised to unit vectors; ``"seg"`` logits are
+   returned as they are. A head name without a registered spec is an error.
 """
 
 from __future__ import annotations
@@ -30,41 +30,36 @@ import abc
 import math
 from collections.abc import Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice, check_image
+from dejavu.toolkit.tasks.heads import head_spec
 
 __all__ = [
     "DEPTH_ACTIVATIONS",
-    "TASK_CHANNELS",
     "DenseNet",
     "activate_outputs",
     "check_heads",
     "decode_outputs",
     "pad_to_multiple",
+    "resize_outputs",
 ]
 
-#: Heads whose channel count is fixed by what they predict.
-TASK_CHANNELS: dict[str, int] = {"depth": 1, "normals": 3}
-
-#: Allowed values of ``depth_activation``.
-DEPTH_ACTIVATIONS: tuple[str, ...] = ("softplus", "exp")
-
-# Keeps depth strictly positive where softplus underflows to 0 in float32.
-_DEPTH_EPS = 1e-6
+#: Allowed values of ``depth_activation`` (the depth head's activations).
+DEPTH_ACTIVATIONS: tuple[str, ...] = tuple(head_spec("depth").activations)
 
 
 def check_heads(heads: object) -> dict[str, int]:
     """Check a ``heads`` mapping (head name -> output channels) and return a plain dict.
 
-    ``"depth"`` must have 1 channel and ``"normals"`` 3; other names (``"seg"``
-    or anything a user adds) may have any positive number of channels.
+    Every name must be a registered head (:func:`dejavu.toolkit.tasks.heads.head_spec`);
+    a head with a fixed size (``"depth"`` 1, ``"normals"`` 3) must have it, a
+    class head (``"seg"``) any positive number of channels.
 
     Raises:
-        ValueError: if ``heads`` is not a non-empty mapping of names to
-            positive ints, or a fixed-size head has the wrong size.
+        ValueError: if ``heads`` is not a non-empty mapping of registered head
+            names to positive ints, or a fixed-size head has the wrong size.
 
     Example:
         >>> check_heads({"seg": 19, "depth": 1})
@@ -81,7 +76,7 @@ def check_heads(heads: object) -> dict[str, int]:
             raise ValueError(f"heads keys must be non-empty strings, got {name!r}")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"heads[{name!r}] must be a positive int, got {channels!r}")
-        fixed = TASK_CHANNELS.get(name)
+        fixed = head_spec(name).channels
         if fixed is not None and channels != fixed:
             raise ValueError(f"heads[{name!r}] must be {fixed} (fixed by the task), got {channels}")
         out[name] = channels
@@ -123,8 +118,8 @@ def activate_outputs(
         depth_activation: ``"softplus"`` (``softplus(x) + 1e-6``) or ``"exp"``.
 
     Returns:
-        The same keys; ``"depth"`` positive, ``"normals"`` unit length along
-        dim 1, everything else unchanged.
+        The same keys, each through its head's activation: ``"depth"``
+        positive, ``"normals"`` unit length along dim 1, ``"seg"`` unchanged.
 
     Example:
         >>> out = activate_outputs({"depth": torch.zeros(1, 1, 2, 2)})
@@ -132,17 +127,35 @@ def activate_outputs(
         0.6931
     """
     check_choice(depth_activation, "depth_activation", DEPTH_ACTIVATIONS)
-    result: dict[str, Tensor] = {}
+    options = {"depth_activation": depth_activation}
+    return {name: head_spec(name).activate(value, options) for name, value in outputs.items()}
+
+
+def resize_outputs(
+    outputs: Mapping[str, Tensor], padded_size: tuple[int, int], size: tuple[int, int]
+) -> dict[str, Tensor]:
+    """Resize raw outputs to the padded input size (bilinear), then crop to ``size``.
+
+    Args:
+        outputs: name -> ``B x C x h x w`` raw output of a network run on an
+            input padded to ``padded_size``.
+        padded_size: ``(H', W')``, the size of the padded input.
+        size: ``(H, W)``, the size of the input before padding.
+
+    Returns:
+        name -> ``B x C x H x W`` (no activation).
+
+    Example:
+        >>> resize_outputs({"x": torch.zeros(1, 3, 16, 16)}, (64, 64), (45, 61))["x"].shape
+        torch.Size([1, 3, 45, 61])
+    """
+    h, w = size
+    resized: dict[str, Tensor] = {}
     for name, value in outputs.items():
-        if name == "depth":
-            if depth_activation == "exp":
-                value = torch.exp(value)
-            else:
-                value = F.softplus(value) + _DEPTH_EPS
-        elif name == "normals":
-            value = F.normalize(value, dim=1)
-        result[name] = value
-    return result
+        if tuple(value.shape[-2:]) != tuple(padded_size):
+            value = F.interpolate(value, size=padded_size, mode="bilinear", align_corners=False)
+        resized[name] = value[..., :h, :w]
+    return resized
 
 
 def decode_outputs(
@@ -168,13 +181,7 @@ def decode_outputs(
         >>> out["seg"].shape
         torch.Size([1, 5, 45, 61])
     """
-    h, w = size
-    resized: dict[str, Tensor] = {}
-    for name, value in outputs.items():
-        if tuple(value.shape[-2:]) != tuple(padded_size):
-            value = F.interpolate(value, size=padded_size, mode="bilinear", align_corners=False)
-        resized[name] = value[..., :h, :w]
-    return activate_outputs(resized, depth_activation)
+    return activate_outputs(resize_outputs(outputs, padded_size, size), depth_activation)
 
 
 class DenseNet(nn.Module, abc.ABC):

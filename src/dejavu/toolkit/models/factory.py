@@ -43,6 +43,7 @@ from torch import nn
 
 from dejavu.toolkit.models.base import DenseNet, check_heads
 from dejavu.toolkit.models.pretrained import load_pretrained
+from dejavu.toolkit.tasks.heads import head_spec
 
 __all__ = [
     "ModelFamily",
@@ -290,11 +291,13 @@ def create_model(
     else:
         heads_for_task(task, 1)  # the task must exist even when heads are given
         resolved = check_heads(heads)
-        if num_classes is not None and "seg" in resolved and resolved["seg"] != num_classes:
-            raise ValueError(
-                f"num_classes={num_classes} contradicts heads['seg']={resolved['seg']}; "
-                "give one of them"
-            )
+        for key, channels in resolved.items():
+            per_class = head_spec(key).channels is None
+            if num_classes is not None and per_class and channels != num_classes:
+                raise ValueError(
+                    f"num_classes={num_classes} contradicts heads[{key!r}]={channels}; "
+                    "give one of them"
+                )
     if pretrained is True:
         raise ValueError(
             "pretrained must be a path to a local state_dict file (or None); "

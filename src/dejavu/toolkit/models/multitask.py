@@ -31,7 +31,9 @@ def multitask_heads(num_classes: int) -> dict[str, int]:
         >>> multitask_heads(40)
         {'seg': 40, 'depth': 1, 'normals': 3}
     """
-    return check_heads({"seg": num_classes, "depth": 1, "normals": 3})
+    from dejavu.toolkit.tasks import task_heads
+
+    return check_heads(task_heads("multitask", num_classes))
 
 
 def build_multitask(
@@ -56,7 +58,7 @@ def build_multitask(
     if len(heads) < 2:
         raise ValueError(
             f"{MTL_PREFIX}{base} is a multi-task network: heads must name two or more tasks "
-            f"(task='multitask' gives seg, depth and normals); got heads={heads}"
+            f"(e.g. task='multitask': seg, depth and normals); got heads={heads}"
         )
     return build_base(base, heads)
 

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_image
 from dejavu.shared_attention import SharedAttention
-from dejavu.toolkit.models.base import decode_outputs, pad_to_multiple
+from dejavu.toolkit.models.base import decode_outputs, pad_to_multiple, resize_outputs
 from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import TaskHeads
 from dejavu.toolkit.models.hrnet import HRNET_VARIANTS, HRNet
@@ -175,7 +175,7 @@ class SharedAttentionHRNet(HRNet):
         raw, regenerated = self._decode(features, z, z_r)
         out = decode_outputs(raw, padded_size, size, self.depth_activation)
         if regenerated is not None:
-            out["regenerated"] = decode_outputs({"image": regenerated}, padded_size, size)["image"]
+            out["regenerated"] = resize_outputs({"image": regenerated}, padded_size, size)["image"]
         return out
 
     def _decode(

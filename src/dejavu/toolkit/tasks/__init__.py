@@ -1,5 +1,25 @@
-"""Dense-prediction tasks: segmentation, depth, normals and multi-task."""
+"""Dense-prediction tasks and heads: the task registry and the head specifications.
 
+- :mod:`~dejavu.toolkit.tasks.heads`: one :class:`HeadSpec` per kind of head
+  (``seg``, ``depth``, ``normals``): channels, activation, loss, metric,
+  conditioning, target layout, colouriser, checkpoint monitor.
+- :mod:`~dejavu.toolkit.tasks.task`: the task registry (:class:`TaskSpec`:
+  which heads, which default redaction) and the :class:`Task` a run uses.
+"""
+
+from dejavu.toolkit.tasks.heads import (
+    IGNORE_INDEX,
+    HeadSpec,
+    TargetSpec,
+    head_spec,
+    list_heads,
+    list_targets,
+    logged_metric_names,
+    metric_direction,
+    register_head,
+    register_target,
+    target_spec,
+)
 from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
 from dejavu.toolkit.tasks.task import (
     Task,
@@ -13,15 +33,26 @@ from dejavu.toolkit.tasks.task import (
 )
 
 __all__ = [
+    "IGNORE_INDEX",
+    "HeadSpec",
+    "TargetSpec",
     "Task",
     "TaskMetrics",
     "TaskSpec",
     "create_task",
     "depth_l1_loss",
+    "head_spec",
+    "list_heads",
+    "list_targets",
     "list_tasks",
+    "logged_metric_names",
+    "metric_direction",
     "normals_cosine_loss",
+    "register_head",
+    "register_target",
     "register_task",
     "segmentation_ce_loss",
+    "target_spec",
     "task_heads",
     "task_spec",
 ]

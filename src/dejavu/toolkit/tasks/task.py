@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice
-from dejavu.metrics import DepthMetrics, NormalsMetrics, SegmentationMetrics
-from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
+from dejavu.toolkit.tasks.heads import head_spec, metric_direction
 
 __all__ = [
     "Task",
@@ -47,6 +46,13 @@ class TaskSpec:
     heads: tuple[str, ...]
     default_redaction: str = "random"
 
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """The default metric (without ``val/``) and mode that pick ``best.ckpt``: the
+        first head's (``seg/miou``, max; ``depth/rmse``, min; ``normals/mean``, min)."""
+        key = self.heads[0]
+        return f"{key}/{head_spec(key).monitor[0]}", head_spec(key).monitor[1]
+
 
 # name -> spec, in registration order: the one list of tasks.
 _TASKS: dict[str, TaskSpec] = {}
@@ -64,6 +70,8 @@ def register_task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task name {spec.name!r} is already registered")
     if not spec.heads:
         raise ValueError(f"task {spec.name!r} must name at least one head")
+    for key in spec.heads:
+        head_spec(key)  # every head must be registered
     _TASKS[spec.name] = spec
     return spec
 
@@ -97,10 +105,6 @@ register_task(TaskSpec("normals", ("normals",), default_redaction="bandstop"))
 register_task(TaskSpec("multitask", ("seg", "depth", "normals"), default_redaction="bandstop"))
 
 
-# Which prediction key each task head writes, and its conditioning kind.
-_HEAD_CONDITIONING = {"seg": "segmentation", "depth": "depth", "normals": "normals"}
-
-
 @dataclass
 class Task:
     """What a dense-prediction task needs beyond the network.
@@ -132,7 +136,7 @@ class Task:
     @property
     def conditioning(self) -> dict[str, str]:
         """Conditioning spec for :class:`dejavu.conditioning.Conditioning`."""
-        return {key: _HEAD_CONDITIONING[key] for key in self.heads}
+        return {key: head_spec(key).conditioning for key in self.heads}
 
     @property
     def target_keys(self) -> tuple[str, ...]:
@@ -150,12 +154,7 @@ class Task:
                 raise ValueError(f"prediction has no {key!r} output; outputs: {sorted(pred)}")
             if key not in batch:
                 raise ValueError(f"batch has no {key!r} target; keys: {sorted(batch)}")
-            if key == "seg":
-                parts[key] = segmentation_ce_loss(pred[key], batch[key], self.ignore_index)
-            elif key == "depth":
-                parts[key] = depth_l1_loss(pred[key], batch[key])
-            else:
-                parts[key] = normals_cosine_loss(pred[key], batch[key])
+            parts[key] = head_spec(key).loss(pred[key], batch[key], self.ignore_index)
         total = sum(self.loss_weights.get(k, 1.0) * v for k, v in parts.items())
         return {"loss": total, **parts}
 
@@ -165,32 +164,34 @@ class Task:
         """Fresh (DDP-synced) metrics for this task."""
         return TaskMetrics(self)
 
+    def monitor_mode(self, name: str) -> str:
+        """``"max"`` or ``"min"`` for a metric this task logs (``seg/miou``, ``loss``,
+        ``seg/iou_per_class/3``, ...).
+
+        Raises:
+            ValueError: for a name that is not logged (listing what is).
+        """
+        return metric_direction(name, tuple(self.heads), self.num_classes)
+
 
 class TaskMetrics(nn.Module):
     """The metrics of every head of a task, updated from predictions only.
 
     ``compute()`` returns flat floats named ``<head>/<metric>``, e.g.
     ``seg/miou``, ``depth/abs_err``, ``normals/mean``; segmentation scores are
-    fractions (0..1), per-class IoU is ``seg/iou/<class index>``.
+    fractions (0..1), per-class IoU is ``seg/iou_per_class/<class index>``
+    (:func:`~dejavu.toolkit.tasks.heads.logged_metric_names` lists them all).
     """
 
     def __init__(self, task: Task) -> None:
         super().__init__()
-        metrics: dict[str, nn.Module] = {}
-        for key in task.heads:
-            if key == "seg":
-                assert task.num_classes is not None
-                metrics[key] = SegmentationMetrics(task.num_classes, ignore_index=task.ignore_index)
-            elif key == "depth":
-                metrics[key] = DepthMetrics()
-            else:
-                metrics[key] = NormalsMetrics()
-        self.metrics = nn.ModuleDict(metrics)
+        self.metrics = nn.ModuleDict(
+            {key: head_spec(key).metric(task.num_classes, task.ignore_index) for key in task.heads}
+        )
 
     def update(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
         for key, metric in self.metrics.items():
-            p = pred[key].detach()
-            metric.update(p.argmax(dim=1) if key == "seg" else p, batch[key])
+            metric.update(head_spec(key).metric_input(pred[key].detach()), batch[key])
 
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -208,9 +209,6 @@ class TaskMetrics(nn.Module):
             metric.reset()
 
 
-_HEAD_CHANNELS = {"depth": 1, "normals": 3}  # "seg": num_classes
-
-
 def task_heads(name: str, num_classes: int | None = None) -> dict[str, int]:
     """Head name -> output channels of the registered task ``name``.
 
@@ -225,8 +223,9 @@ def task_heads(name: str, num_classes: int | None = None) -> dict[str, int]:
     spec = task_spec(name)
     heads: dict[str, int] = {}
     for key in spec.heads:
-        if key in _HEAD_CHANNELS:
-            heads[key] = _HEAD_CHANNELS[key]
+        channels = head_spec(key).channels
+        if channels is not None:
+            heads[key] = channels
             continue
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(
@@ -264,7 +263,7 @@ def create_task(
     unknown = set(weights) - set(heads)
     if unknown:
         raise ValueError(f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)}")
-    needs_classes = any(key not in _HEAD_CHANNELS for key in heads)
+    needs_classes = any(head_spec(key).channels is None for key in heads)
     return Task(
         name=name,
         heads=heads,

@@ -459,12 +459,9 @@ class DenseDataModule(pl.LightningDataModule):
         return ds
 
     def _task_keys(self) -> tuple[str, ...]:
-        return {
-            "segmentation": ("seg",),
-            "depth": ("depth",),
-            "normals": ("normals",),
-            "multitask": ("seg", "depth", "normals"),
-        }[self.cfg.task.name]
+        from dejavu.toolkit.tasks import task_spec
+
+        return task_spec(self.cfg.task.name).heads
 
     def setup(self, stage: str | None = None) -> None:
         roles = {

@@ -36,7 +36,7 @@ from dejavu.dejavu import (
     split_task_loss,
 )
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
-from dejavu.toolkit.tasks import Task, create_task
+from dejavu.toolkit.tasks import Task, create_task, metric_direction, task_spec
 from dejavu.toolkit.training.datamodule import derive_seed
 from dejavu.toolkit.training.schedules import poly_scheduler
 
@@ -45,36 +45,29 @@ __all__ = ["DejaVuModule", "TaskObjective", "build_objective", "default_monitor"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The metric that picks best.ckpt when trainer.monitor is None.
-_DEFAULT_MONITOR = {
-    "segmentation": "seg/miou",
-    "multitask": "seg/miou",
-    "depth": "depth/rmse",
-    "normals": "normals/mean",
-}
 
-
-def default_monitor(cfg: ExperimentConfig) -> tuple[str, str]:
+def default_monitor(cfg: ExperimentConfig, num_classes: int | None = None) -> tuple[str, str]:
     """The validation metric (without ``val/``) and mode (``max``/``min``) for ``best.ckpt``.
+
+    ``trainer.monitor`` when set (any metric the task logs, see
+    :func:`~dejavu.toolkit.tasks.heads.logged_metric_names`), else the task's
+    own (its first head's spec: ``seg/miou``, ``depth/rmse``, ``normals/mean``).
+
+    Raises:
+        ValueError: for a ``trainer.monitor`` that is not logged.
 
     Example:
         >>> default_monitor(ExperimentConfig())
         ('seg/miou', 'max')
     """
-    from dejavu.metrics import HIGHER_IS_BETTER
-
-    name = cfg.trainer.monitor or _DEFAULT_MONITOR[cfg.task.name]
-    if name == "loss":
-        return name, "min"
-    # "seg/miou" -> miou; per-class "seg/iou/3" -> iou (higher is better, like miou).
-    table = {**HIGHER_IS_BETTER, "iou": True}
-    for part in reversed(name.split("/")):
-        if part in table:
-            return name, "max" if table[part] else "min"
-    raise ValueError(
-        f"trainer.monitor {name!r} is not a known metric; allowed: 'loss' or "
-        f"'<head>/<metric>' with metric one of {sorted(table)}"
-    )
+    spec = task_spec(cfg.task.name)
+    name = cfg.trainer.monitor
+    if name is None:
+        return spec.monitor
+    try:
+        return name, metric_direction(name, spec.heads, num_classes)
+    except ValueError as exc:
+        raise ValueError(f"trainer.monitor: {exc}") from None
 
 
 class TaskObjective(nn.Module):

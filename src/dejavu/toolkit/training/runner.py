@@ -245,7 +245,7 @@ def run_fit(
         input_size=dm.input_size,
     )
     validates = cfg.trainer.limit_val_batches != 0
-    monitor, mode = default_monitor(cfg) if validates else (None, "max")
+    monitor, mode = default_monitor(cfg, dm.num_classes) if validates else (None, "max")
     cbs: list[pl.Callback] = [
         ConfigSnapshot(cfg, run_dir / "config.yaml"),
         make_model_checkpoint(
@@ -413,25 +413,17 @@ def _save_prediction(
     import numpy as np
     from PIL import Image
 
-    from dejavu.toolkit.visualize import colorize_prediction
+    from dejavu.toolkit.tasks import head_spec
 
     written: list[Path] = []
     for key, value in pred.items():
+        spec = head_spec(key)
         v = value.detach().float().cpu()
-        if key == "seg":
-            labels = v.argmax(dim=0).numpy()
-            raw = labels.astype(np.uint8 if v.shape[0] <= 256 else np.int32)
-            picture = colorize_prediction(key, labels, meta.get("num_classes") or v.shape[0])
-        elif key in ("depth", "normals"):
-            raw = v.numpy().astype(np.float32)
-            raw = raw[0] if key == "depth" else raw
-            picture = colorize_prediction(key, v)
-        else:
-            continue
+        num_classes = meta.get("num_classes") or (v.shape[0] if spec.channels is None else None)
         npy = out_dir / f"{name}_{key}.npy"
         png = out_dir / f"{name}_{key}.png"
-        np.save(npy, raw)
-        Image.fromarray(picture).save(png)
+        np.save(npy, spec.to_array(v))
+        Image.fromarray(spec.colorize(v, num_classes, None)).save(png)
         written += [png, npy]
     return written
 
@@ -445,8 +437,8 @@ def run_predict(
     """Predict with the base network and write colourised PNGs and raw ``.npy`` arrays.
 
     For each image and head, ``out_dir / <name>_<head>.png`` (colourised) and
-    ``<name>_<head>.npy`` (``seg``: ``H x W`` class indices; ``depth``:
-    ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
+    ``<name>_<head>.npy`` (the head spec's array: ``seg``: ``H x W`` class
+    indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
 
     Args:
         cfg: the experiment config (its ``data`` section when ``inputs`` is None).

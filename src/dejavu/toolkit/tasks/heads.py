@@ -1,0 +1,394 @@
+"""Head specifications: everything the toolkit knows about one kind of prediction head.
+
+A *head* is one output of a base network and the target it is trained on
+(``"seg"``, ``"depth"``, ``"normals"``). Its :class:`HeadSpec` says, in one
+place, everything that differs from head to head:
+
+============== ================================ =====================================
+field          seg                              depth / normals
+============== ================================ =====================================
+channels       one per class (``None``)         1 / 3
+activations    none (logits)                    softplus or exp / unit length
+loss           cross-entropy, ignore label      L1 / ``1 - cos`` on valid pixels
+metric         confusion-matrix mIoU, ...       depth errors / angular errors
+conditioning   ``"segmentation"``               ``"depth"`` / ``"normals"``
+target         int64 H x W, pad 255 (ignore)    float 1 (3) x H x W, pad 0 (invalid)
+resampling     nearest                          nearest (normals' x flips with the image)
+colouriser     palette                          colormap / ``(n + 1) / 2``
+monitor        ``miou``, max                    ``rmse``, min / ``mean``, min
+============== ================================ =====================================
+
+Every place that used to switch on a head's name (the task loss and metrics,
+the networks' activations, the joint transforms, the panels, prediction files,
+the checkpoint monitor) asks the spec instead, and an unregistered head is an
+error (:func:`head_spec`), never a silent default. Adding a head is one
+:func:`register_head` call (with its :class:`TargetSpec`), in one file.
+
+:class:`TargetSpec` alone describes a dense target the data code must carry
+through transforms and padding, also when no head predicts it (``instance``).
+
+Example:
+    >>> head_spec("depth").conditioning, head_spec("depth").monitor
+    ('depth', ('rmse', 'min'))
+    >>> list_heads()
+    ['depth', 'normals', 'seg']
+    >>> head_spec("panoptic")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown head 'panoptic'; allowed: 'seg', 'depth', 'normals'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dejavu._validation import check_choice
+from dejavu.metrics import (
+    DEPTH_METRIC_NAMES,
+    HIGHER_IS_BETTER,
+    NORMALS_METRIC_NAMES,
+    DepthMetrics,
+    NormalsMetrics,
+    SegmentationMetrics,
+)
+from dejavu.toolkit.colorize import (
+    colorize_depth,
+    colorize_normals,
+    colorize_segmentation,
+    to_numpy,
+)
+from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
+
+__all__ = [
+    "IGNORE_INDEX",
+    "HeadSpec",
+    "TargetSpec",
+    "head_spec",
+    "list_heads",
+    "list_targets",
+    "logged_metric_names",
+    "metric_direction",
+    "register_head",
+    "register_target",
+    "target_spec",
+]
+
+#: The default segmentation ignore label (``task.ignore_index``).
+IGNORE_INDEX = 255
+
+#: ``colorize(value, num_classes, value_range) -> H x W x 3 uint8`` for one sample.
+Colorizer = Callable[[Any, "int | None", "tuple[float, float] | None"], np.ndarray]
+
+
+# --------------------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class TargetSpec:
+    """How a dense target is stored in a sample, resampled, padded and flipped.
+
+    Attributes:
+        key: the sample/batch key (``"seg"``, ``"depth"``, ``"normals"``, ``"instance"``).
+        channels: ``None`` for an ``H x W`` map (class or instance ids), else
+            the ``C`` of a ``C x H x W`` tensor.
+        dtype: the dtype a sample holds.
+        fill: the "no label" value used for padding and for images without
+            labels (invalid depth 0, no instance 0, ...).
+        fill_is_ignore_index: the fill is the task's ``ignore_index`` instead
+            (segmentation: 255 unless configured otherwise).
+        resample: ``"nearest"`` (no value is invented across a boundary) or
+            ``"bilinear"``.
+        flip_x_channel: the channel that changes sign when the image is
+            mirrored left-right (normals: x), or ``None``.
+    """
+
+    key: str
+    channels: int | None
+    dtype: torch.dtype
+    fill: float = 0.0
+    fill_is_ignore_index: bool = False
+    resample: str = "nearest"
+    flip_x_channel: int | None = None
+
+    @property
+    def ndim(self) -> int:
+        """Dimensions of one sample's tensor: 2 (``H x W``) or 3 (``C x H x W``)."""
+        return 2 if self.channels is None else 3
+
+    def fill_value(self, ignore_index: int = IGNORE_INDEX) -> float:
+        """The padding / "no label" value (``ignore_index`` when :attr:`fill_is_ignore_index`)."""
+        return float(ignore_index) if self.fill_is_ignore_index else float(self.fill)
+
+
+# --------------------------------------------------------------------------- heads
+@dataclass(frozen=True)
+class HeadSpec:
+    """Everything about one kind of head (see the module docstring's table).
+
+    Attributes:
+        key: the prediction key (and the target's key), e.g. ``"seg"``.
+        target: how its target is stored (:class:`TargetSpec`).
+        channels: the network's output channels; ``None``: one per class.
+        activations: name -> ``fn(raw) -> output``, applied per pixel after
+            resizing; the first is the default. ``{"none": identity}`` for
+            logits.
+        activation_option: the network keyword that picks among
+            :attr:`activations` (``"depth_activation"``), or ``None``.
+        loss: ``loss(pred, target, ignore_index) -> scalar``.
+        metric: ``metric(num_classes, ignore_index) -> module`` with ``update(pred, target)``
+            and ``compute() -> dict``.
+        metric_input: what the metric gets from a prediction (``seg``: argmax labels).
+        metric_names: the scalar names ``metric.compute()`` returns.
+        per_class_metrics: vector (one value per class) names -> higher is better.
+        conditioning: the :class:`dejavu.conditioning.Conditioning` kind of the head.
+        colorize: ``colorize(value, num_classes, value_range) -> H x W x 3 uint8``
+            for one sample of the output or the target.
+        colour_range: ``fn(target) -> (lo, hi) | None``: the value range a
+            prediction is coloured with so that it matches its target, or ``None``.
+        to_array: one sample of the output -> the array ``dejavu predict`` writes.
+        monitor: ``(metric name, "max" | "min")``: what picks ``best.ckpt``.
+    """
+
+    key: str
+    target: TargetSpec
+    channels: int | None
+    activations: Mapping[str, Callable[[Tensor], Tensor]]
+    loss: Callable[[Tensor, Tensor, int], Tensor]
+    metric: Callable[[int | None, int], nn.Module]
+    metric_names: tuple[str, ...]
+    conditioning: str
+    colorize: Colorizer
+    monitor: tuple[str, str]
+    metric_input: Callable[[Tensor], Tensor] = lambda pred: pred
+    per_class_metrics: Mapping[str, bool] = field(default_factory=dict)
+    activation_option: str | None = None
+    colour_range: Callable[[Tensor], tuple[float, float] | None] = lambda target: None
+    to_array: Callable[[Tensor], np.ndarray] = lambda value: value.numpy().astype(np.float32)
+
+    def activate(self, raw: Tensor, options: Mapping[str, Any] | None = None) -> Tensor:
+        """Apply the activation that ``options[activation_option]`` names (default: the first)."""
+        names = tuple(self.activations)
+        name = names[0]
+        if self.activation_option is not None and options:
+            name = options.get(self.activation_option) or name
+        return self.activations[check_choice(name, self.activation_option or "activation", names)](
+            raw
+        )
+
+
+_TARGETS: dict[str, TargetSpec] = {}
+_HEADS: dict[str, HeadSpec] = {}
+
+
+def register_target(spec: TargetSpec) -> TargetSpec:
+    """Register a :class:`TargetSpec` under its own ``key``; returns it.
+
+    Raises:
+        ValueError: when the key is taken by a different spec.
+    """
+    if spec.key in _TARGETS and _TARGETS[spec.key] != spec:
+        raise ValueError(f"target {spec.key!r} is already registered")
+    if spec.resample not in ("nearest", "bilinear"):
+        raise ValueError(f"resample must be 'nearest' or 'bilinear', got {spec.resample!r}")
+    _TARGETS[spec.key] = spec
+    return spec
+
+
+def register_head(spec: HeadSpec) -> HeadSpec:
+    """Register a :class:`HeadSpec` (and its target) under its own ``key``; returns it.
+
+    Raises:
+        ValueError: when the key is taken by a different spec, or the spec's
+            monitor names a metric it does not log.
+    """
+    if spec.key in _HEADS and _HEADS[spec.key] is not spec:
+        raise ValueError(f"head {spec.key!r} is already registered")
+    if spec.target.key != spec.key:
+        raise ValueError(
+            f"head {spec.key!r} needs a target of the same key, got {spec.target.key!r}"
+        )
+    if spec.monitor[0] not in spec.metric_names or spec.monitor[1] not in ("max", "min"):
+        raise ValueError(
+            f"head {spec.key!r}: monitor must be (one of {spec.metric_names}, 'max'|'min'), "
+            f"got {spec.monitor!r}"
+        )
+    register_target(spec.target)
+    _HEADS[spec.key] = spec
+    return spec
+
+
+def head_spec(key: str) -> HeadSpec:
+    """The :class:`HeadSpec` of ``key``.
+
+    Raises:
+        ValueError: for an unregistered head (listing the registered ones).
+    """
+    return _HEADS[check_choice(key, "head", tuple(_HEADS))]
+
+
+def target_spec(key: str) -> TargetSpec:
+    """The :class:`TargetSpec` of ``key`` (every head's target, plus target-only keys).
+
+    Raises:
+        ValueError: for an unregistered target key.
+    """
+    return _TARGETS[check_choice(key, "target", tuple(_TARGETS))]
+
+
+def list_heads() -> list[str]:
+    """The registered head keys, sorted."""
+    return sorted(_HEADS)
+
+
+def list_targets() -> list[str]:
+    """The registered target keys (heads' targets and target-only ones), sorted."""
+    return sorted(_TARGETS)
+
+
+def logged_metric_names(heads: Sequence[str], num_classes: int | None = None) -> list[str]:
+    """Every validation metric name the training module logs for ``heads`` (without ``val/``).
+
+    ``loss``, ``<head>/<metric>`` for each scalar metric and, with
+    ``num_classes``, ``<head>/<per-class metric>/<class>``.
+
+    Example:
+        >>> logged_metric_names(["seg"], num_classes=2)[:4]
+        ['loss', 'seg/miou', 'seg/aacc', 'seg/macc']
+        >>> "seg/iou_per_class/1" in logged_metric_names(["seg"], num_classes=2)
+        True
+    """
+    names = ["loss"]
+    for key in heads:
+        spec = head_spec(key)
+        names += [f"{key}/{m}" for m in spec.metric_names]
+        if num_classes is not None:
+            names += [f"{key}/{m}/{i}" for m in spec.per_class_metrics for i in range(num_classes)]
+    return names
+
+
+def metric_direction(name: str, heads: Sequence[str], num_classes: int | None = None) -> str:
+    """``"max"`` or ``"min"`` for a metric name logged for ``heads`` (:func:`logged_metric_names`).
+
+    Without ``num_classes`` any class index is accepted for a per-class metric.
+
+    Raises:
+        ValueError: when ``name`` is not a metric that is logged for ``heads``.
+
+    Example:
+        >>> metric_direction("seg/iou_per_class/3", ["seg"]), metric_direction("loss", ["seg"])
+        ('max', 'min')
+    """
+    if name == "loss":
+        return "min"
+    key, _, rest = name.partition("/")
+    if key in heads and key in _HEADS:
+        spec = _HEADS[key]
+        metric, _, index = rest.partition("/")
+        if not index and metric in spec.metric_names:
+            return "max" if HIGHER_IS_BETTER[metric] else "min"
+        in_range = index.isdigit() and (num_classes is None or int(index) < num_classes)
+        if metric in spec.per_class_metrics and in_range:
+            return "max" if spec.per_class_metrics[metric] else "min"
+    examples = logged_metric_names(heads, num_classes if num_classes is not None else 1)
+    raise ValueError(
+        f"{name!r} is not a logged metric of heads {list(heads)}; allowed: 'loss', "
+        f"'<head>/<metric>' or '<head>/<per-class metric>/<class>', e.g. "
+        f"{', '.join(map(repr, examples))}"
+    )
+
+
+# --------------------------------------------------------------------------- built-ins
+def _seg_colorize(value: Any, num_classes: int | None, _range: Any) -> np.ndarray:
+    x = to_numpy(value, "seg")
+    if x.ndim == 3:  # K x H x W logits
+        x = x.argmax(axis=0)
+    k = num_classes if num_classes is not None else int(x.max()) + 1
+    return colorize_segmentation(x, k)
+
+
+def _depth_colorize(value: Any, _k: int | None, value_range: Any) -> np.ndarray:
+    lo, hi = value_range if value_range is not None else (None, None)
+    return colorize_depth(value, lo, hi)
+
+
+def _depth_range(target: Tensor) -> tuple[float, float] | None:
+    t = to_numpy(target, "depth")
+    v = t[np.isfinite(t) & (t > 0)]
+    return (float(v.min()), float(v.max())) if v.size else None
+
+
+def _seg_array(value: Tensor) -> np.ndarray:
+    labels = value.argmax(dim=0).numpy()
+    return labels.astype(np.uint8 if value.shape[0] <= 256 else np.int32)
+
+
+# Keeps depth strictly positive where softplus underflows to 0 in float32.
+_DEPTH_EPS = 1e-6
+
+SEG = register_head(
+    HeadSpec(
+        key="seg",
+        target=TargetSpec("seg", None, torch.int64, fill_is_ignore_index=True),
+        channels=None,
+        activations={"none": lambda x: x},
+        loss=segmentation_ce_loss,
+        metric=lambda k, ignore: SegmentationMetrics(_classes(k), ignore_index=ignore),
+        metric_input=lambda pred: pred.argmax(dim=1),
+        metric_names=("miou", "aacc", "macc"),
+        per_class_metrics={"iou_per_class": True, "acc_per_class": True},
+        conditioning="segmentation",
+        colorize=_seg_colorize,
+        to_array=_seg_array,
+        monitor=("miou", "max"),
+    )
+)
+
+DEPTH = register_head(
+    HeadSpec(
+        key="depth",
+        target=TargetSpec("depth", 1, torch.float32),
+        channels=1,
+        activations={
+            "softplus": lambda x: F.softplus(x) + _DEPTH_EPS,
+            "exp": torch.exp,
+        },
+        activation_option="depth_activation",
+        loss=lambda pred, target, _ignore: depth_l1_loss(pred, target),
+        metric=lambda _k, _ignore: DepthMetrics(),
+        metric_names=DEPTH_METRIC_NAMES,
+        conditioning="depth",
+        colorize=_depth_colorize,
+        colour_range=_depth_range,
+        to_array=lambda value: value[0].numpy().astype(np.float32),
+        monitor=("rmse", "min"),
+    )
+)
+
+NORMALS = register_head(
+    HeadSpec(
+        key="normals",
+        target=TargetSpec("normals", 3, torch.float32, flip_x_channel=0),
+        channels=3,
+        activations={"unit": lambda x: F.normalize(x, dim=1)},
+        loss=lambda pred, target, _ignore: normals_cosine_loss(pred, target),
+        metric=lambda _k, _ignore: NormalsMetrics(),
+        metric_names=NORMALS_METRIC_NAMES,
+        conditioning="normals",
+        colorize=lambda value, _k, _r: colorize_normals(value),
+        monitor=("mean", "min"),
+    )
+)
+
+# Instance ids (panoptic data): carried through transforms and padding, not predicted yet.
+INSTANCE = register_target(TargetSpec("instance", None, torch.int64, fill=0.0))
+
+
+def _classes(num_classes: int | None) -> int:
+    if num_classes is None or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"a class head needs num_classes >= 1, got {num_classes!r}")
+    return int(num_classes)
