@@ -118,7 +118,7 @@ def _train_crm(
             optimizer.step()
             step += 1
             if step % 50 == 0:
-                log(f"  CRM step {step}/{steps}: regen {float(loss):.4f}")
+                log(f"  CRM step {step}/{steps}: regen {float(loss.detach()):.4f}")
             if step >= steps:
                 break
     objective.crm.eval()
