@@ -12,7 +12,14 @@ from numbers import Real
 
 from torch import Tensor
 
-__all__ = ["as_range", "check_choice", "check_image", "check_in_range", "is_pair_like"]
+__all__ = [
+    "as_range",
+    "check_choice",
+    "check_image",
+    "check_in_range",
+    "is_pair_like",
+    "unsafe_checkpoint_error",
+]
 
 
 def check_image(x: object, name: str = "image", channels: int | None = None) -> Tensor:
@@ -136,3 +143,27 @@ def check_choice(value: str, name: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
     return value
+
+
+def unsafe_checkpoint_error(path: object, err: Exception) -> ValueError:
+    """The error for a file that ``torch.load(weights_only=True)`` refused.
+
+    Names the file and the object torch refused (its "WeightsUnpickler error"
+    line), and says why the program does not fall back to a full unpickler.
+
+    Example:
+        >>> import pickle
+        >>> err = pickle.UnpicklingError("Weights only load failed.\\nWeightsUnpickler error: "
+        ...                               "Unsupported global: GLOBAL os.system")
+        >>> str(unsafe_checkpoint_error("x.ckpt", err)).split(":")[0]
+        'x.ckpt is not a safe checkpoint'
+    """
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+    reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0])
+    reason = reason.split(" Please use ")[0].rstrip(".")  # torch's allowlisting advice: not here
+    return ValueError(
+        f"{path} is not a safe checkpoint: torch.load(weights_only=True) refused it ({reason}). "
+        "dejavu reads checkpoints as tensors and plain data only, so that a file can never "
+        "run code; re-save the weights of a file you trust as a plain state_dict (torch.save) "
+        "or as safetensors"
+    )

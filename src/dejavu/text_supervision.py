@@ -21,6 +21,7 @@ is imported only when a model has to be built or a tokenizer looked up.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dejavu._validation import check_image, check_in_range
+from dejavu._validation import check_image, check_in_range, unsafe_checkpoint_error
 from dejavu.conditioning import resize_conditioning
 
 __all__ = ["TextSupervision", "build_prompt", "present_class_names", "text_supervision_loss"]
@@ -196,8 +197,11 @@ def _build_clip(model_name: str, pretrained: str | os.PathLike | None) -> nn.Mod
         raise FileNotFoundError(f"CLIP weights file not found: {str(path)!r} (pretrained=...)")
     open_clip = _load_open_clip()
     # An absolute path can never be mistaken for a pretrained *tag* (which
-    # open_clip would download).
-    return open_clip.create_model(model_name, pretrained=str(path.resolve()), device="cpu")
+    # open_clip would download). open_clip reads it with torch.load(weights_only=True).
+    try:
+        return open_clip.create_model(model_name, pretrained=str(path.resolve()), device="cpu")
+    except pickle.UnpicklingError as err:
+        raise unsafe_checkpoint_error(path, err) from None
 
 
 class TextSupervision(nn.Module):

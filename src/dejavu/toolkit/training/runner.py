@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
+import pickle
 import sys
 import time
 import warnings
@@ -55,6 +57,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
+from dejavu._validation import unsafe_checkpoint_error
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
@@ -203,6 +206,22 @@ def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
     return path
 
 
+def _resume_kwargs(trainer: pl.Trainer, ckpt_path: Path | None) -> dict[str, Any]:
+    """``trainer.fit`` arguments that resume from ``ckpt_path`` with ``weights_only=True``.
+
+    Lightning's default (``weights_only=None``) defers to torch.load's own
+    default, which the environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
+    turns into a full unpickler. Lightning < 2.6 has no such argument; there the
+    ``weights_only=True`` read in :func:`run_fit` just before is what guards the file.
+    """
+    if ckpt_path is None:
+        return {"ckpt_path": None}
+    kwargs: dict[str, Any] = {"ckpt_path": str(ckpt_path)}
+    if "weights_only" in inspect.signature(trainer.fit).parameters:
+        kwargs["weights_only"] = True
+    return kwargs
+
+
 def run_fit(
     cfg: ExperimentConfig,
     *,
@@ -227,11 +246,16 @@ def run_fit(
     Raises:
         FileExistsError: a fresh run where one already exists.
         FileNotFoundError: ``resume`` names a missing checkpoint.
-        ValueError: invalid config values.
+        ValueError: invalid config values, or a resume checkpoint that
+            ``torch.load(weights_only=True)`` refuses (not a safe checkpoint).
     """
     validate_config(cfg)
     run_dir = cfg.run_dir
     ckpt_path = _resume_path(run_dir, resume)
+    if ckpt_path is not None:
+        # Lightning reads the checkpoint again in trainer.fit: refuse an unsafe one first,
+        # with a clear message (and before any data is prepared).
+        _load_ckpt(ckpt_path)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = DenseDataModule(cfg)
@@ -267,7 +291,7 @@ def run_fit(
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         trainer = build_trainer(cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=progress)
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
         train_time = time.perf_counter() - start
 
     metrics_path = run_dir / "metrics.json"
@@ -285,9 +309,19 @@ def run_fit(
 
 # --------------------------------------------------------------------------- loading
 def _load_ckpt(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file holds anything else (a pickled object, which could
+            run code when unpickled): it is not a safe checkpoint.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise unsafe_checkpoint_error(path, err) from None
 
 
 def _module_from_hparams(cfg: ExperimentConfig, hp: dict[str, Any]) -> DejaVuModule:
