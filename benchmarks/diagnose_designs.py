@@ -13,6 +13,8 @@ Usage::
 
 writes ``diagnose_<tag>_<design>.json`` per design and ``diagnose_<tag>.md``
 (the summary table), and prints the table.
+``python benchmarks/diagnose_designs.py --summarize REPORT.json ...`` tabulates
+existing reports, sorted by headroom.
 """
 
 from __future__ import annotations
@@ -70,10 +72,41 @@ DESIGNS: dict[str, list[str]] = {
 }
 
 
+def _design_text(report: dict) -> str:
+    d = report["design"]
+    crm = ", ".join(f"{k} {v}" for k, v in d["crm"].items() if k not in ("kind", "width", "depth"))
+    red = ", ".join(f"{k} {v}" for k, v in d["redaction"].items() if k != "name")
+    hard = "hard" if d["conditioning"].get("hard") else "soft"
+    return (
+        f"{d['crm']['kind']}{f' ({crm})' if crm else ''} | {d['redaction']['name']} ({red}) | "
+        f"{hard} | {d['regen_loss']['kind']}"
+    )
+
+
+def summarize(paths: list[Path]) -> str:
+    """A markdown table of diagnose reports (one row each), sorted by headroom."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    reports.sort(key=lambda r: -r["headroom"])
+    lines = [
+        "| CRM | redaction | masks | loss | CRM params | err truth | err own | err other "
+        "| err uniform | informativeness | headroom |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in reports:
+        e = r["errors"]
+        lines.append(
+            f"| {_design_text(r)} | {r['crm_parameters']:,} | {e['truth']:.4f} | {e['own']:.4f} "
+            f"| {e.get('other', float('nan')):.4f} | {e['uniform']:.4f} "
+            f"| {r['informativeness']:.3f} | {100 * r['headroom']:+.1f} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("config", type=Path)
-    ap.add_argument("--ckpt", type=Path, required=True, help="the network every design uses")
+    ap.add_argument("config", type=Path, nargs="?")
+    ap.add_argument("--summarize", type=Path, nargs="+", help="only tabulate these reports")
+    ap.add_argument("--ckpt", type=Path, help="the network every design uses")
     ap.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
     ap.add_argument("--tag", default="run", help="name part of the output files")
     ap.add_argument("--crm-steps", type=int, default=300)
@@ -81,6 +114,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize), end="")
+        return
+    if args.config is None or args.ckpt is None:
+        ap.error("CONFIG and --ckpt are required unless --summarize is given")
 
     rows = []
     for name in args.designs:
