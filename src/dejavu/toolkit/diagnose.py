@@ -235,7 +235,7 @@ def run_diagnose(
             size = objective.crm.working_size(*image.shape[-2:])
             own = phi(pred, size=size)
             truth = truth_conditioning(
-                phi, batch, heads, size, module.task.ignore_index or 255, fill=own
+                phi, batch, heads, size, module.task.ignore_index, fill=own
             ).to(own.dtype)
             uniform = torch.zeros_like(own)
             for sl in class_channels:
