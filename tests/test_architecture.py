@@ -39,3 +39,25 @@ def test_core_imports_without_toolkit_dependencies():
     code += "print('lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_does_not_import_export():
+    # export.py reads checkpoints through training; training never reaches back into export.
+    training = [p for p in (SRC / "toolkit" / "training").rglob("*.py")]
+    offenders = {
+        str(p.relative_to(SRC)) for p in training if "dejavu.toolkit.export" in _imports(p)
+    }
+    assert offenders == set()
+
+
+def test_one_owner_of_the_base_artefact_and_of_output_dicts():
+    # base.safetensors + base.json are written and read by dejavu.toolkit.artifact only, with
+    # safetensors' public API; a network's tensor-or-dict output becomes a dict through
+    # dejavu.dejavu.prediction_dict only.
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        rel = str(path.relative_to(SRC))
+        assert "_remove_duplicate_names" not in text, rel
+        if rel != "toolkit/artifact.py":
+            assert "safetensors.torch" not in text or rel.startswith("toolkit/models/"), rel
+        assert "def output_dict" not in text, rel

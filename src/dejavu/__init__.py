@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DejaVu": "dejavu.dejavu",
+    "TaskOnly": "dejavu.dejavu",
     "Redacted": "dejavu.redaction",
     "create_redaction": "dejavu.redaction",
     "REDACTION_NAMES": "dejavu.redaction",
@@ -33,7 +34,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # pragma: no cover  (re-exported through __all__ / __getattr__)
     from dejavu.conditioning import Conditioning  # noqa: F401
     from dejavu.crm import ForwardCRM, RecursiveCRM  # noqa: F401
-    from dejavu.dejavu import DejaVu  # noqa: F401
+    from dejavu.dejavu import DejaVu, TaskOnly  # noqa: F401
     from dejavu.losses import RegenerationLoss, regeneration_loss  # noqa: F401
     from dejavu.redaction import REDACTION_NAMES, Redacted, create_redaction  # noqa: F401
     from dejavu.shared_attention import SharedAttention  # noqa: F401

@@ -6,12 +6,16 @@ conditional regeneration module (CRM) ``g`` and, optionally, DejaVu-TS's
 frozen CLIP. Its forward takes a batch dict and returns a dict of named
 losses plus the tensors worth looking at; :meth:`DejaVu.eval_model` hands
 back the base network alone, which is all that runs at inference.
+
+:class:`TaskOnly` is the baseline with the same output contract (the task
+loss alone; every DejaVu loss 0, no images), so a training loop never
+branches on the variant: both build their output with :func:`objective_output`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +31,11 @@ __all__ = [
     "LOSS_KEYS",
     "DejaVu",
     "TaskLoss",
+    "TaskOnly",
+    "batch_image",
     "labeled_rows",
+    "labeled_task_loss",
+    "objective_output",
     "prediction_dict",
     "select_rows",
     "split_task_loss",
@@ -293,11 +301,7 @@ class DejaVu(nn.Module):
             ``regenerated`` and ``target`` (B x 3 x h x w at the CRM's working
             resolution; ``regenerated`` is None without a CRM).
         """
-        if self.image_key not in batch:
-            raise ValueError(
-                f"batch has no {self.image_key!r} entry; keys present: {sorted(batch)}"
-            )
-        image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
+        image = batch_image(batch, self.image_key)
         if step is None:
             step = int(self.num_steps)
             if self.training:
@@ -309,19 +313,10 @@ class DejaVu(nn.Module):
         sa_regenerated = pred.pop("regenerated", None)
 
         # Rows with targets: the task loss, CL and TS never see an unlabelled row.
-        any_labeled = mask is None or bool(mask.any())
-        task_pred, task_batch = pred, batch
-        if mask is not None and any_labeled and not bool(mask.all()):
-            task_pred = select_rows(pred, mask)
-            task_batch = select_rows(batch, mask)
-        else:
-            mask = None  # every row (or none) is labelled: nothing to slice
-        if any_labeled:
-            task_total, task_parts = self._task_loss(task_pred, task_batch)
-        else:
-            task_total, task_parts = _graph_zero(pred), {}
+        labeled = labeled_task_loss(self.task_loss, pred, batch, mask)
+        task_total, task_parts = labeled.total, labeled.parts
+        task_batch, mask, any_labeled = labeled.batch, labeled.mask, labeled.any_labeled
         zero = task_total.new_zeros(())
-        out: dict[str, Any] = {f"task/{k}": v for k, v in task_parts.items()}
 
         regen = regen_truth = cyclic = text = sa = zero
         regenerated = target = None
@@ -359,22 +354,22 @@ class DejaVu(nn.Module):
             + self.text_weight * text
             + self.sa_weight * sa
         )
-        out.update(
+        return objective_output(
+            task_total,
+            task_parts,
+            pred,
             loss=loss,
-            task=task_total,
             regen=regen,
             regen_truth=regen_truth,
             cyclic=cyclic,
             text=text,
             sa=sa,
             regen_weight=w_regen,
-            pred=pred,
             redacted=redacted.image,
             keep=redacted.keep,
             regenerated=regenerated,
             target=target,
         )
-        return out
 
     # ---------------------------------------------------------------- helpers
     def truth_regeneration_loss(
@@ -423,6 +418,170 @@ class DejaVu(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+class TaskOnly(nn.Module):
+    """The baseline objective: the task loss alone, with :class:`DejaVu`'s output contract.
+
+    ``forward`` returns the keys of :meth:`DejaVu.forward` (the DejaVu losses
+    are 0; ``redacted``, ``keep``, ``regenerated`` and ``target`` are None),
+    so a training loop does not branch on the variant; a batch with a
+    ``labeled`` ``(B,)`` bool entry has its task loss computed on the
+    labelled rows only, as ``DejaVu`` does. Its only submodule is ``base``.
+
+    Args:
+        base: the base network (``image -> dict`` or a tensor, stored under
+            ``output_key``).
+        task_loss: ``task_loss(pred, batch)`` -> scalar or dict with ``"loss"``.
+        output_key: key for a base network that returns a bare tensor.
+        image_key: batch key of the input image.
+
+    Example:
+        >>> base = nn.Conv2d(3, 2, 1)
+        >>> obj = TaskOnly(base, lambda p, b: p["seg"].mean())
+        >>> out = obj({"image": torch.zeros(1, 3, 4, 4)})
+        >>> float(out["regen"]), out["regenerated"] is None, obj.eval_model() is base
+        (0.0, True, True)
+        >>> all(k in out for k in LOSS_KEYS)
+        True
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        task_loss: TaskLoss,
+        output_key: str = "seg",
+        image_key: str = "image",
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.task_loss = task_loss
+        self.output_key = output_key
+        self.image_key = image_key
+
+    def eval_model(self) -> nn.Module:
+        """The base network (shares its weights with this module)."""
+        return self.base
+
+    def predict(self, image: Tensor) -> dict[str, Tensor]:
+        """Run the base network and return its outputs as a dict."""
+        return prediction_dict(self.base(image), self.output_key)
+
+    def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
+        """The task loss of one batch, in :meth:`DejaVu.forward`'s output contract."""
+        image = batch_image(batch, self.image_key)
+        pred = self.predict(image)
+        labeled = labeled_task_loss(
+            self.task_loss, pred, batch, labeled_rows(batch, image.shape[0])
+        )
+        return objective_output(labeled.total, labeled.parts, pred)
+
+
+def objective_output(
+    task: Tensor,
+    task_parts: Mapping[str, Tensor],
+    pred: dict[str, Tensor],
+    *,
+    loss: Tensor | None = None,
+    regen: Tensor | None = None,
+    regen_truth: Tensor | None = None,
+    cyclic: Tensor | None = None,
+    text: Tensor | None = None,
+    sa: Tensor | None = None,
+    regen_weight: float = 0.0,
+    redacted: Tensor | None = None,
+    keep: Tensor | None = None,
+    regenerated: Tensor | None = None,
+    target: Tensor | None = None,
+) -> dict[str, Any]:
+    """The output contract of :class:`DejaVu` and :class:`TaskOnly`, in one place.
+
+    Every :data:`LOSS_KEYS` entry is a scalar tensor (0 when not given;
+    ``loss`` defaults to ``task``), the task loss's own parts come as
+    ``task/<name>``, plus ``regen_weight``, ``pred`` and the images
+    (None when not given).
+
+    Example:
+        >>> out = objective_output(torch.tensor(2.0), {"seg": torch.tensor(2.0)}, {})
+        >>> float(out["loss"]), float(out["cyclic"]), out["task/seg"].item(), out["keep"]
+        (2.0, 0.0, 2.0, None)
+    """
+    zero = task.new_zeros(())
+    out: dict[str, Any] = {f"task/{k}": v for k, v in task_parts.items()}
+    out.update(
+        loss=task if loss is None else loss,
+        task=task,
+        regen=zero if regen is None else regen,
+        regen_truth=zero if regen_truth is None else regen_truth,
+        cyclic=zero if cyclic is None else cyclic,
+        text=zero if text is None else text,
+        sa=zero if sa is None else sa,
+        regen_weight=regen_weight,
+        pred=pred,
+        redacted=redacted,
+        keep=keep,
+        regenerated=regenerated,
+        target=target,
+    )
+    return out
+
+
+def batch_image(batch: Mapping[str, Any], image_key: str = "image") -> Tensor:
+    """The batch's image, checked (``B x C x H x W`` floating point).
+
+    Raises:
+        ValueError: naming the missing key and the keys present, or a bad image.
+    """
+    if image_key not in batch:
+        raise ValueError(f"batch has no {image_key!r} entry; keys present: {sorted(batch)}")
+    return check_image(batch[image_key], f"batch[{image_key!r}]")
+
+
+class LabeledTaskLoss(NamedTuple):
+    """What :func:`labeled_task_loss` returns."""
+
+    total: Tensor
+    """The task loss (a graph-connected 0 when no row is labelled)."""
+    parts: dict[str, Tensor]
+    """The task loss's named parts (empty when no row is labelled)."""
+    batch: Mapping[str, Any]
+    """The batch the loss saw: the labelled rows only when some are not."""
+    mask: Tensor | None
+    """The labelled rows when only some are; None when all (or none) are."""
+    any_labeled: bool
+    """Whether any row has targets."""
+
+
+def labeled_task_loss(
+    task_loss: TaskLoss,
+    pred: Mapping[str, Tensor],
+    batch: Mapping[str, Any],
+    mask: Tensor | None,
+) -> LabeledTaskLoss:
+    """The task loss on the labelled rows (``mask``; None: every row is labelled).
+
+    With some rows labelled, the predictions and every batch entry with ``B``
+    rows are sliced along dim 0 (:func:`select_rows`) before ``task_loss`` is
+    called; with none, the loss is a zero that keeps the graph connected.
+
+    Example:
+        >>> pred = {"seg": torch.tensor([1.0, 3.0])}
+        >>> mean = lambda p, b: p["seg"].mean()
+        >>> float(labeled_task_loss(mean, pred, {}, torch.tensor([False, True])).total)
+        3.0
+    """
+    any_labeled = mask is None or bool(mask.any())
+    task_pred, task_batch = pred, batch
+    if mask is not None and any_labeled and not bool(mask.all()):
+        task_pred = select_rows(pred, mask)
+        task_batch = select_rows(batch, mask)
+    else:
+        mask = None  # every row (or none) is labelled: nothing to slice
+    if any_labeled:
+        total, parts = split_task_loss(task_loss(task_pred, task_batch))
+    else:
+        total, parts = _graph_zero(pred), {}
+    return LabeledTaskLoss(total, parts, task_batch, mask, any_labeled)
 
 
 def labeled_rows(batch: Mapping[str, Any], batch_size: int) -> Tensor | None:

@@ -288,7 +288,7 @@ def test_baseline_trains_on_the_labelled_subset_and_loads_no_unlabelled_image(
 
 # ----------------------------------------------------------------------------- training
 def test_task_objective_computes_the_task_loss_on_labelled_rows_only():
-    from dejavu.toolkit.training.module import TaskObjective
+    from dejavu.dejavu import TaskOnly
 
     seen = []
 
@@ -298,7 +298,7 @@ def test_task_objective_computes_the_task_loss_on_labelled_rows_only():
         return torch.nn.functional.cross_entropy(pred["seg"], batch["seg"], ignore_index=255)
 
     torch.manual_seed(0)
-    objective = TaskObjective(torch.nn.Conv2d(3, 4, 3, padding=1), loss)
+    objective = TaskOnly(torch.nn.Conv2d(3, 4, 3, padding=1), loss)
     seg = torch.randint(0, 4, (3, 8, 12))
     batch = {"image": torch.randn(3, 3, 8, 12), "seg": seg, "name": ["a", "b", "c"]}
     out = objective({**batch, "labeled": torch.tensor([True, False, True])})

@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -519,18 +517,12 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     Returns:
         The path written.
     """
+    from dejavu.toolkit.artifact import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    # Temporary file + rename: a reader never sees a half-written config.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:  # a reader never sees a half-written config
+        f.write(text)
     return path
 
 

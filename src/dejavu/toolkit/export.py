@@ -9,7 +9,8 @@ and compares every output with the PyTorch model's.
 Dense networks return a dict (``{"seg": ..., "depth": ...}``). ONNX has no
 dict outputs, so :class:`FlattenOutputs` turns the dict into a tuple in a
 fixed order and the ONNX graph names its outputs after the keys; TorchScript
-keeps the dict.
+keeps the dict. The safetensors format is the base-network artefact of
+:mod:`dejavu.toolkit.artifact` (its one writer and reader).
 
 Example:
     >>> import tempfile, pathlib
@@ -42,6 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice, check_image
+from dejavu.dejavu import prediction_dict
+from dejavu.toolkit.artifact import load_base, strip_training_only, write_base
+from dejavu.toolkit.training import load_eval_model
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -52,8 +56,6 @@ __all__ = [
     "export_safetensors",
     "export_torchscript",
     "max_abs_diff",
-    "output_dict",
-    "rebuild_from_safetensors",
     "strip_training_only",
     "verify_onnx",
     "verify_safetensors",
@@ -64,15 +66,6 @@ __all__ = [
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "safetensors")
 
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
-
-
-def output_dict(out: Tensor | Mapping[str, Tensor], key: str = "seg") -> dict[str, Tensor]:
-    """Return a model output as a dict (a bare tensor is stored under ``key``)."""
-    if isinstance(out, Tensor):
-        return {key: out}
-    if not isinstance(out, Mapping):
-        raise ValueError(f"model output must be a Tensor or a dict of Tensors, got {type(out)!r}")
-    return dict(out)
 
 
 class FlattenOutputs(nn.Module):
@@ -94,31 +87,8 @@ class FlattenOutputs(nn.Module):
         self.keys = list(keys)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        out = output_dict(self.model(image), self.keys[0])
+        out = prediction_dict(self.model(image), self.keys[0])
         return tuple(out[k] for k in self.keys)
-
-
-def strip_training_only(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` without training-only parts (DejaVu-SA's regeneration branch).
-
-    Every submodule with a ``remove_regeneration()`` method (e.g.
-    :class:`dejavu.shared_attention.SharedAttention`) has it called on the
-    copy; the eval-mode outputs do not change, the exported graph and weights
-    shrink. A model without such parts is copied unchanged.
-
-    Example:
-        >>> net = nn.Conv2d(3, 2, 1)
-        >>> strip_training_only(net) is net
-        False
-    """
-    import copy
-
-    stripped = copy.deepcopy(model)
-    for module in stripped.modules():
-        remove = getattr(module, "remove_regeneration", None)
-        if callable(remove):
-            remove()
-    return stripped
 
 
 def _has_training_only(model: nn.Module) -> bool:
@@ -156,7 +126,7 @@ def max_abs_diff(
 
 @torch.no_grad()
 def _reference(model: nn.Module, example: Tensor) -> dict[str, Tensor]:
-    return output_dict(model(example))
+    return prediction_dict(model(example))
 
 
 # ---------------------------------------------------------------------- onnx
@@ -258,7 +228,7 @@ def verify_torchscript(model: nn.Module, path: str | Path, example: Tensor) -> d
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         loaded = torch.jit.load(str(path), map_location="cpu")
-        got = output_dict(loaded(example))
+        got = prediction_dict(loaded(example))
     return max_abs_diff(_reference(model, example), got)
 
 
@@ -268,50 +238,30 @@ def export_safetensors(
 ) -> Path:
     """Save ``model``'s weights as safetensors and ``metadata`` as JSON beside them.
 
-    The JSON goes to ``path`` with the suffix ``.json`` (``base.safetensors``
-    -> ``base.json``), the layout :func:`dejavu.toolkit.training.load_eval_model`
-    rebuilds a network from. Tied weights are stored once
-    (``safetensors.torch.save_model``).
+    The base-network artefact (:func:`dejavu.toolkit.artifact.write_base`,
+    atomic): the JSON goes to ``path`` with the suffix ``.json``
+    (``base.safetensors`` -> ``base.json``), the layout
+    :func:`dejavu.toolkit.training.load_eval_model` rebuilds a network from.
+    Tied weights are stored once.
 
     Returns:
         The path of the weights.
     """
-    from safetensors.torch import save_model
-
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"a safetensors export must end in .safetensors, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(path))
-    path.with_suffix(".json").write_text(json.dumps(dict(metadata or {}), indent=2) + "\n")
-    return path
+    return write_base(model, dict(metadata or {}), path)
 
 
-def rebuild_from_safetensors(path: str | Path) -> nn.Module:
-    """Build a fresh network from a safetensors export and its JSON, and load the weights.
-
-    The JSON must name ``model`` and ``heads`` (and may give ``model_kwargs``);
-    ``"regeneration_removed": true`` strips the fresh network the same way
-    :func:`strip_training_only` did before the export.
-    """
-    from dejavu.toolkit.models import create_model
-    from dejavu.toolkit.training import load_base_weights, read_base_metadata
-
-    meta = read_base_metadata(path)
-    for key in ("model", "heads"):
-        if key not in meta:
-            raise ValueError(f"{Path(path).with_suffix('.json')} has no {key!r} entry")
-    model = create_model(meta["model"], heads=meta["heads"], **meta.get("model_kwargs", {}))
-    if meta.get("regeneration_removed"):
-        model = strip_training_only(model)
-    return load_base_weights(model, path).eval()
+def _rebuild(path: Path) -> nn.Module:
+    return load_base(path)[0]
 
 
 def verify_safetensors(
     model: nn.Module,
     path: str | Path,
     example: Tensor,
-    load: Callable[[Path], nn.Module],
+    load: Callable[[Path], nn.Module] = _rebuild,
 ) -> dict[str, float]:
     """Reload the safetensors file into a fresh model and compare with ``model``.
 
@@ -319,12 +269,12 @@ def verify_safetensors(
         model: the reference network.
         path: the file written by :func:`export_safetensors`.
         example: input to compare on.
-        load: builds a fresh network from the file (e.g.
-            :func:`rebuild_from_safetensors`).
+        load: builds a fresh network from the file (default: the artefact's
+            reader, :func:`dejavu.toolkit.artifact.load_base`).
     """
     fresh = load(Path(path)).eval()
     with torch.no_grad():
-        got = output_dict(fresh(example))
+        got = prediction_dict(fresh(example))
     return max_abs_diff(_reference(model, example), got)
 
 
@@ -410,8 +360,6 @@ def export_checkpoint(
         An :class:`ExportResult` (check ``result.ok``; the CLI fails when it
         is False).
     """
-    from dejavu.toolkit.training import load_eval_model
-
     check_choice(format, "format", EXPORT_FORMATS)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -443,7 +391,7 @@ def export_checkpoint(
     else:
         export_safetensors(model, path, _safetensors_metadata(meta))
         exporter = "safetensors"
-        diffs = verify_safetensors(model, path, example, rebuild_from_safetensors)
+        diffs = verify_safetensors(model, path, example)
     return ExportResult(
         path=path,
         format=format,

@@ -32,17 +32,12 @@ from dejavu.toolkit.training.callbacks import (
 from dejavu.toolkit.training.checkpoint import (
     AtomicCheckpointIO,
     BaseExport,
-    atomic_write,
-    load_base_weights,
     make_model_checkpoint,
-    read_base_metadata,
-    save_base,
     split_state_dict,
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule, EpochSampler, SeededSamples
 from dejavu.toolkit.training.module import (
     DejaVuModule,
-    TaskObjective,
     build_objective,
     default_monitor,
 )
@@ -72,24 +67,19 @@ __all__ = [
     "MetricsHistory",
     "PolyLR",
     "SeededSamples",
-    "TaskObjective",
-    "atomic_write",
     "build_objective",
     "build_trainer",
     "default_monitor",
-    "load_base_weights",
     "load_eval_model",
     "load_run",
     "make_model_checkpoint",
     "model_complexity",
     "poly_factor",
     "poly_scheduler",
-    "read_base_metadata",
     "read_metrics",
     "run_fit",
     "run_predict",
     "run_test",
     "run_validate",
-    "save_base",
     "split_state_dict",
 ]

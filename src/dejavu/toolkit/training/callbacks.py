@@ -11,7 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from dejavu.toolkit.training.checkpoint import atomic_write
+from dejavu.toolkit.artifact import atomic_write
 
 __all__ = ["ConfigSnapshot", "FinishAtMaxSteps", "ImagePanels", "MetricsHistory", "read_metrics"]
 

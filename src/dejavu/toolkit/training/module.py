@@ -6,8 +6,9 @@ network at ``self.model.base``:
 - ``dejavu.enabled: true``: ``self.model`` is the core
   :class:`~dejavu.dejavu.DejaVu` (base network + conditioning + CRM [+ frozen
   CLIP]), ONE module, so DDP wraps a single forward;
-- ``dejavu.enabled: false``: ``self.model`` is :class:`TaskObjective`, the same
-  base network with the task loss only.
+- ``dejavu.enabled: false``: ``self.model`` is the core
+  :class:`~dejavu.dejavu.TaskOnly`, the same base network with the task loss
+  only and the same output contract.
 
 Everything else (data, optimiser, schedule, metrics, checkpoints) is shared,
 so a baseline run and a DejaVu run differ only by the objective. Validation
@@ -25,22 +26,13 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from dejavu._validation import check_image
-from dejavu.dejavu import (
-    LOSS_KEYS,
-    DejaVu,
-    _graph_zero,
-    labeled_rows,
-    prediction_dict,
-    select_rows,
-    split_task_loss,
-)
+from dejavu.dejavu import LOSS_KEYS, DejaVu, TaskOnly, prediction_dict
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
 from dejavu.toolkit.tasks import Task, create_task, metric_direction, task_spec
 from dejavu.toolkit.training.datamodule import derive_seed
 from dejavu.toolkit.training.schedules import poly_scheduler
 
-__all__ = ["DejaVuModule", "TaskObjective", "build_objective", "default_monitor"]
+__all__ = ["DejaVuModule", "build_objective", "default_monitor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,81 +62,6 @@ def default_monitor(cfg: ExperimentConfig, num_classes: int | None = None) -> tu
         raise ValueError(f"trainer.monitor: {exc}") from None
 
 
-class TaskObjective(nn.Module):
-    """The baseline objective: the task loss alone, with ``DejaVu``'s output contract.
-
-    ``forward`` returns the same keys as :meth:`dejavu.dejavu.DejaVu.forward`
-    (``regen``, ``cyclic``, ``text``, ``sa`` are 0; ``redacted``, ``keep``,
-    ``regenerated`` and ``target`` are None), so the training loop does not
-    branch on the variant. A batch with a ``labeled`` ``(B,)`` bool entry has
-    its task loss computed on the labelled rows only (as ``DejaVu`` does; a
-    graph-connected 0 when no row is labelled).
-
-    Args:
-        base: the base network (``image -> dict`` or a tensor, stored under
-            ``output_key``).
-        task_loss: ``task_loss(pred, batch)`` -> scalar or dict with ``"loss"``.
-        output_key: key for a base network that returns a bare tensor.
-        image_key: batch key of the input image.
-
-    Example:
-        >>> base = nn.Conv2d(3, 2, 1)
-        >>> obj = TaskObjective(base, lambda p, b: p["seg"].mean())
-        >>> out = obj({"image": torch.zeros(1, 3, 4, 4)})
-        >>> float(out["regen"]), out["regenerated"] is None, obj.eval_model() is base
-        (0.0, True, True)
-    """
-
-    def __init__(
-        self,
-        base: nn.Module,
-        task_loss: Any,
-        output_key: str = "seg",
-        image_key: str = "image",
-    ) -> None:
-        super().__init__()
-        self.base = base
-        self.task_loss = task_loss
-        self.output_key = output_key
-        self.image_key = image_key
-
-    def eval_model(self) -> nn.Module:
-        """The base network (shares its weights with this module)."""
-        return self.base
-
-    def forward(self, batch: Mapping[str, Tensor], step: int | None = None) -> dict[str, Any]:
-        if self.image_key not in batch:
-            raise ValueError(f"batch has no {self.image_key!r} entry; keys: {sorted(batch)}")
-        image = check_image(batch[self.image_key], f"batch[{self.image_key!r}]")
-        pred = prediction_dict(self.base(image), self.output_key)
-        mask = labeled_rows(batch, image.shape[0])
-        if mask is None or bool(mask.all()):
-            total, parts = split_task_loss(self.task_loss(pred, batch))
-        elif bool(mask.any()):
-            rows = select_rows(pred, mask), select_rows(batch, mask)
-            total, parts = split_task_loss(self.task_loss(*rows))
-        else:
-            total, parts = _graph_zero(pred), {}
-        zero = total.new_zeros(())
-        out: dict[str, Any] = {f"task/{k}": v for k, v in parts.items()}
-        out.update(
-            loss=total,
-            task=total,
-            regen=zero,
-            regen_truth=zero,
-            cyclic=zero,
-            text=zero,
-            sa=zero,
-            regen_weight=0.0,
-            pred=pred,
-            redacted=None,
-            keep=None,
-            regenerated=None,
-            target=None,
-        )
-        return out
-
-
 def build_objective(
     cfg: ExperimentConfig,
     task: Task,
@@ -153,7 +70,7 @@ def build_objective(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> nn.Module:
-    """The trainable objective for ``cfg``: ``DejaVu`` or :class:`TaskObjective`.
+    """The trainable objective for ``cfg``: ``DejaVu`` or ``TaskOnly`` (the baseline).
 
     Args:
         cfg: the experiment config (its ``dejavu`` section).
@@ -164,7 +81,7 @@ def build_objective(
     """
     output_key = next(iter(task.heads))
     if not cfg.dejavu.enabled:
-        return TaskObjective(base, task.loss, output_key=output_key)
+        return TaskOnly(base, task.loss, output_key=output_key)
 
     from dejavu.conditioning import Conditioning
     from dejavu.losses import RegenerationLoss
@@ -297,8 +214,7 @@ class DejaVuModule(pl.LightningModule):
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """Predictions of the base network: ``image (B x 3 x H x W) -> dict``."""
-        out = self.eval_model()(image)
-        return {next(iter(self.task.heads)): out} if isinstance(out, Tensor) else dict(out)
+        return prediction_dict(self.eval_model()(image), next(iter(self.task.heads)))
 
     def export_metadata(self) -> dict[str, Any]:
         """What ``base.json`` records: enough to rebuild and use the base network."""

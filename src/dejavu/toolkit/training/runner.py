@@ -58,6 +58,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
 from dejavu._validation import unsafe_checkpoint_error
+from dejavu.dejavu import prediction_dict
+from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
@@ -67,12 +69,9 @@ from dejavu.toolkit.training.callbacks import (
     read_metrics,
 )
 from dejavu.toolkit.training.checkpoint import (
-    BASE_WEIGHTS,
     AtomicCheckpointIO,
     BaseExport,
-    load_base_weights,
     make_model_checkpoint,
-    read_base_metadata,
     split_state_dict,
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule
@@ -377,11 +376,9 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
     if path.is_dir():
         path = path / BASE_WEIGHTS
     if path.suffix == ".safetensors":
-        # Also reads `dejavu export` files, whose SA networks lost their
-        # training-only regeneration branch.
-        from dejavu.toolkit.export import rebuild_from_safetensors
-
-        return rebuild_from_safetensors(path), read_base_metadata(path)
+        # The artefact's reader; also reads `dejavu export` files, whose SA networks
+        # lost their training-only regeneration branch.
+        return load_base(path)
 
     ckpt = _load_ckpt(path)
     hp = ckpt.get("hyper_parameters") or {}
@@ -508,9 +505,8 @@ def run_predict(
     written: list[Path] = []
     with torch.inference_mode():
         for name, image in samples():
-            pred = model(image.unsqueeze(0).to(device))
-            if isinstance(pred, torch.Tensor):
-                pred = {next(iter(meta["heads"])): pred}
+            out = model(image.unsqueeze(0).to(device))
+            pred = prediction_dict(out, next(iter(meta["heads"])))
             written += _save_prediction(name, {k: v[0] for k, v in pred.items()}, meta, out_dir)
     return written
 
