@@ -165,3 +165,32 @@ def test_set_overrides_reach_the_run(tmp_path: Path, capsys, write_config) -> No
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "Traceback" not in err
+
+
+def test_config_errors_exit_2_in_one_line_and_bugs_exit_1_with_a_traceback(
+    tmp_path: Path, capsys, write_config, monkeypatch
+) -> None:
+    from dejavu.toolkit import training
+    from dejavu.toolkit.errors import ConfigError, UserPathError
+
+    config = write_config(tmp_path)
+    assert main(["fit", str(config), "--set", "model.name=no_such_net"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no_such_net" in err and "Traceback" not in err
+    assert main(["fit", str(tmp_path / "none.yaml")]) == 2
+    assert issubclass(UserPathError, FileNotFoundError) and issubclass(ConfigError, ValueError)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the middle of a training")
+
+    monkeypatch.setattr(training, "run_fit", broken)
+    assert main(["fit", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "a bug in the middle of a training" in err
+
+    def value_bug(*args, **kwargs):
+        raise ValueError("not the user's fault")
+
+    monkeypatch.setattr(training, "run_fit", value_bug)
+    assert main(["fit", str(config)]) == 1  # a ValueError that is not a ConfigError is a bug
+    assert "Traceback" in capsys.readouterr().err

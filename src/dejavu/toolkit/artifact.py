@@ -46,6 +46,8 @@ from typing import IO, Any
 
 from torch import nn
 
+from dejavu.toolkit.errors import UserPathError
+
 __all__ = [
     "BASE_JSON",
     "BASE_WEIGHTS",
@@ -194,7 +196,7 @@ def read_base_metadata(weights: str | Path) -> dict[str, Any]:
     """
     weights, meta_path = base_paths(weights)
     if not meta_path.is_file():
-        raise FileNotFoundError(
+        raise UserPathError(
             f"{meta_path} not found: a base network's weights ({weights.name}) need the JSON "
             "written beside them to rebuild the network"
         )
@@ -230,7 +232,7 @@ def load_base(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     weights, meta_path = base_paths(path)
     if not weights.is_file():
-        raise FileNotFoundError(f"base-network weights not found: {weights}")
+        raise UserPathError(f"base-network weights not found: {weights}")
     meta = read_base_metadata(weights)
     for key in ("model", "heads"):
         if key not in meta:

@@ -2,10 +2,15 @@
 
 Every sub-command is a thin layer over a library function (``run_fit``,
 ``run_compare``, ``export_checkpoint``, ...), so anything the CLI does can be
-done from Python too. Errors the library raises for bad input
-(``ValueError``, ``FileNotFoundError``, ``FileExistsError``) are printed as ``dejavu: error: ...``
-with exit code 2, as argparse does for bad arguments; ``--debug`` shows the
-traceback instead.
+done from Python too.
+
+Exit status: 0 on success; 2 for a user error, a
+:class:`~dejavu.toolkit.errors.ConfigError` (a bad config or value, a missing
+or foreign file; also argparse's own usage errors), printed as one line
+``dejavu: error: ...`` (``--debug`` adds the traceback); 1 for anything else
+(a bug, a failure in the middle of a training), printed with its traceback;
+1 also when a command ran but its check failed (an export that does not
+match); 130 when interrupted.
 
 Example:
     >>> main(["redactions"])
@@ -35,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 import dejavu
+from dejavu.toolkit.errors import ConfigError, RunExistsError, UserPathError, user_input
 
 __all__ = ["build_parser", "main"]
 
@@ -345,14 +351,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if isinstance(args.resume, str):
         ckpt = Path(args.resume)
         if not ckpt.is_file():
-            raise FileNotFoundError(f"--resume checkpoint not found: {ckpt}")
+            raise UserPathError(f"--resume checkpoint not found: {ckpt}")
         resume = str(ckpt)
     try:
         result = run_fit(
             cfg, resume=resume, enable_progress_bar=False if args.no_progress else None
         )
     except FileExistsError as exc:
-        raise FileExistsError(
+        raise RunExistsError(
             f"{exc} (from the command line: `dejavu fit ... --resume`, or --output-dir / "
             "--set name=...)"
         ) from exc
@@ -372,7 +378,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dejavu.toolkit.training import run_test, run_validate
 
     if not args.ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+        raise UserPathError(f"checkpoint not found: {args.ckpt}")
     cfg = _load_config(args)
     fn = run_validate if args.split == "validate" else run_test
     metrics = fn(cfg, args.ckpt)
@@ -386,10 +392,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from dejavu.toolkit.training import run_predict
 
     if not args.ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+        raise UserPathError(f"checkpoint not found: {args.ckpt}")
     for path in args.input or []:
         if not path.exists():
-            raise FileNotFoundError(f"input not found: {path}")
+            raise UserPathError(f"input not found: {path}")
     cfg = _load_config(args)
     written = run_predict(cfg, args.ckpt, args.input, args.out)
     print(f"wrote {len(written)} file(s) to {args.out}")
@@ -405,8 +411,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         run_compare,
     )
 
-    seeds = resolve_seeds(args.seeds, args.seed_list)
-    variants = parse_variants(args.variants) if args.variants else default_variants()
+    with user_input():
+        seeds = resolve_seeds(args.seeds, args.seed_list)
+        variants = parse_variants(args.variants) if args.variants else default_variants()
     console = _console()
     report = run_compare(
         args.config,
@@ -427,7 +434,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     from dejavu.toolkit.diagnose import run_diagnose
 
     if args.ckpt is not None and not args.ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.ckpt}")
+        raise UserPathError(f"checkpoint not found: {args.ckpt}")
     cfg = _load_config(args)
     report = run_diagnose(
         cfg,
@@ -461,14 +468,15 @@ def _cmd_redact(args: argparse.Namespace) -> int:
     from dejavu.toolkit.redact_figure import DEFAULT_MODES, parse_params, save_redaction_figure
 
     out = args.out or args.image.with_name(args.image.stem + "_redact.png")
-    path = save_redaction_figure(
-        args.image,
-        out,
-        modes=args.modes or DEFAULT_MODES,
-        seed=args.seed,
-        params=parse_params(args.params),
-        max_size=args.max_size,
-    )
+    with user_input():  # the figure is a function of the user's image, names and values only
+        path = save_redaction_figure(
+            args.image,
+            out,
+            modes=args.modes or DEFAULT_MODES,
+            seed=args.seed,
+            params=parse_params(args.params),
+            max_size=args.max_size,
+        )
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -476,8 +484,10 @@ def _cmd_redact(args: argparse.Namespace) -> int:
 def _cmd_panel(args: argparse.Namespace) -> int:
     from dejavu.toolkit.prediction_panel import parse_run_specs, save_prediction_panel
 
+    with user_input():
+        runs = parse_run_specs(args.runs)
     path = save_prediction_panel(
-        parse_run_specs(args.runs),
+        runs,
         args.out,
         args.indices,
         split=args.split,
@@ -559,8 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 on success, 1 when a command ran but its check
-        failed (e.g. an export that does not match), 2 for bad input.
+        The exit code: 0 on success, 2 for a user error (:class:`ConfigError`,
+        one line), 1 for any other failure (with its traceback) or a failed
+        check (e.g. an export that does not match), 130 when interrupted.
     """
     parser = build_parser()
     try:
@@ -572,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_lightning()
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except ConfigError as exc:
         if args.debug:
             traceback.print_exc()
         _error(str(exc))
@@ -580,6 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except Exception as exc:  # a bug or a failure mid-run: keep the traceback
+        traceback.print_exc()
+        _error(f"{type(exc).__name__}: {exc} (not a usage error; the traceback is above)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

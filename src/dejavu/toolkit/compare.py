@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from dejavu.toolkit.errors import RunExistsError
+
 __all__ = [
     "EFFECT_LEGEND",
     "class_names",
@@ -697,7 +699,7 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
     if not last.exists():
         return run_fit(cfg, enable_progress_bar=bar)
     if not _same_run_config(load_yaml(run_dir / "config.yaml"), cfg):
-        raise FileExistsError(
+        raise RunExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"
         )
     final, history = read_metrics(run_dir / "metrics.json")

@@ -24,11 +24,15 @@ Overrides
     blocks}``); assigned to a section, it is merged into it.
 
 Errors
-    An unknown key (in a file or an override) raises ``ValueError`` naming its
-    dotted path and listing the valid keys at that level; a value of the wrong
-    type raises ``ValueError`` naming the key, the expected type and what was
-    given; out-of-range values (negative learning rate, unknown optimiser)
-    raise ``ValueError`` too, before any training starts.
+    Every problem with a config is a :class:`~dejavu.toolkit.errors.ConfigError`
+    (a ``ValueError``; a missing file is a ``UserPathError``, also a
+    ``FileNotFoundError``), raised before any training starts, which the
+    command line reports in one line with exit status 2: an unknown key (in a
+    file or an override) names its dotted path and lists the valid keys at
+    that level; a value of the wrong type names the key, the expected type and
+    what was given; unknown names (task, dataset, model, redaction, CRM) list
+    the registered ones; out-of-range values (negative learning rate, unknown
+    optimiser) say what is allowed.
 
 Example:
     >>> cfg = load_config(None, ["task.name=depth", "optim.lr=1e-3"])
@@ -54,8 +58,10 @@ import yaml
 
 from dejavu._validation import check_choice, check_in_range
 from dejavu.crm import check_crm_options, list_crms
+from dejavu.toolkit.errors import ConfigError, UserPathError
 
 __all__ = [
+    "ConfigError",
     "DataConfig",
     "DejaVuConfig",
     "ExperimentConfig",
@@ -317,7 +323,7 @@ def _parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -331,8 +337,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         file's stem when no file in the chain sets it).
 
     Raises:
-        FileNotFoundError: when the file or one of its bases is missing.
-        ValueError: on invalid YAML, a non-mapping document or a ``_base_`` cycle.
+        UserPathError: when the file or one of its bases is missing.
+        ConfigError: on invalid YAML, a non-mapping document or a ``_base_`` cycle.
     """
     path = Path(path)
     data = _load_chain(path, ())
@@ -344,19 +350,19 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
-        raise ValueError(f"_base_ cycle: {chain}")
+        raise ConfigError(f"_base_ cycle: {chain}")
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise UserPathError(f"config file not found: {path}")
     data = _parse_yaml(path.read_text(), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path}: a config file must be a mapping, got {type(data).__name__}")
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ValueError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
         merged = _deep_merge(merged, _load_chain(path.parent / base, (*seen, path)))
@@ -453,7 +459,7 @@ def _convert(value: Any, tp: Any) -> Any:
 def _from_mapping(cls: type[T], data: Any, path: str) -> T:
     where = path or "the top level"
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {data!r} ({type(data).__name__})")
+        raise ConfigError(f"{where} must be a mapping, got {data!r} ({type(data).__name__})")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     defaults = {
@@ -466,7 +472,7 @@ def _from_mapping(cls: type[T], data: Any, path: str) -> T:
     for key, value in data.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in names:
-            raise ValueError(f"unknown config key {key_path!r}; valid keys at {where}: {names}")
+            raise ConfigError(f"unknown config key {key_path!r}; valid keys at {where}: {names}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _from_mapping(tp, value, key_path)
@@ -477,7 +483,7 @@ def _from_mapping(cls: type[T], data: Any, path: str) -> T:
         try:
             kwargs[key] = _convert(value, tp)
         except _MismatchError:
-            raise ValueError(
+            raise ConfigError(
                 f"config key {key_path!r} must be {_type_name(tp)}, "
                 f"got {value!r} ({type(value).__name__})"
             ) from None
@@ -490,7 +496,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     Missing keys take their defaults.
 
     Raises:
-        ValueError: on unknown keys, wrong types or invalid values (see module docs).
+        ConfigError: on unknown keys, wrong types or invalid values (see module docs).
 
     Example:
         >>> config_from_dict({"optim": {"lr": 0.01}}).optim.lr
@@ -554,12 +560,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     out = copy.deepcopy(dict(data))
     for item in overrides:
         if not isinstance(item, str) or "=" not in item:
-            raise ValueError(f"override must look like 'a.b.c=value', got {item!r}")
+            raise ConfigError(f"override must look like 'a.b.c=value', got {item!r}")
         key, text = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
         if not all(parts):
-            raise ValueError(f"override key must be a dotted path like 'optim.lr', got {key!r}")
+            raise ConfigError(f"override key must be a dotted path like 'optim.lr', got {key!r}")
         value = _parse_yaml(text, f"override {item!r}") if text.strip() else None
 
         # Check every part that lies inside the dataclass tree (not inside free-form dicts).
@@ -570,7 +576,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             if parts[depth] not in hints:
                 where = ".".join(parts[:depth]) or "the top level"
                 valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-                raise ValueError(
+                raise ConfigError(
                     f"unknown config key {'.'.join(parts[: depth + 1])!r} in override {item!r}; "
                     f"valid keys at {where}: {valid}"
                 )
@@ -605,42 +611,62 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
         The validated config.
 
     Raises:
-        FileNotFoundError: when a file is missing.
-        ValueError: on unknown keys, wrong types or invalid values.
+        UserPathError: when a file is missing.
+        ConfigError: on unknown keys, wrong types or invalid values.
 
     Example:
         >>> load_config(None, ["dejavu.enabled=false"]).dejavu.enabled
         False
     """
     if isinstance(overrides, str):
-        raise ValueError(f"overrides must be a sequence of 'key=value' strings, got {overrides!r}")
+        raise ConfigError(f"overrides must be a sequence of 'key=value' strings, got {overrides!r}")
     data = load_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides)
     return config_from_dict(data)
 
 
 # --------------------------------------------------------------------------- validation
+def _conditioning_spec(cfg: ExperimentConfig) -> dict[str, str]:
+    from dejavu.toolkit.tasks import head_spec, task_spec
+
+    return {key: head_spec(key).conditioning for key in task_spec(cfg.task.name).heads}
+
+
 def _positive_int(value: int, name: str) -> None:
     if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check value ranges and choices that the types alone do not capture.
+    """Check value ranges, names and options that the types alone do not capture.
 
     Names are checked against the registries (tasks, datasets, models,
-    redactions and their option names, CRMs and their option names); option
-    values are checked by the classes when the run is built.
+    redactions, CRMs and their option names), ``trainer.monitor`` against the
+    names the task logs, and the redaction, conditioning and regeneration-loss
+    options by building those (cheap, parameter-free) objects; the CRM's and
+    the network's option values are checked when the run is built.
 
     Returns:
         ``cfg`` unchanged.
 
     Raises:
-        ValueError: naming the key, the value and what is allowed.
+        ConfigError: naming the key, the value and what is allowed.
     """
+    try:
+        _validate(cfg)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # from a registry or a constructor: the config's fault
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+def _validate(cfg: ExperimentConfig) -> None:
     if not cfg.name or "/" in cfg.name or "\\" in cfg.name:
-        raise ValueError(f"name must be a non-empty folder name without '/', got {cfg.name!r}")
-    from dejavu.redaction import check_redaction_options
+        raise ConfigError(f"name must be a non-empty folder name without '/', got {cfg.name!r}")
+    from dejavu.conditioning import Conditioning
+    from dejavu.losses import RegenerationLoss
+    from dejavu.redaction import check_redaction_options, create_redaction
     from dejavu.toolkit.data import list_datasets
     from dejavu.toolkit.models import check_model_name
     from dejavu.toolkit.tasks import list_tasks, metric_direction, task_spec
@@ -650,7 +676,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
         try:
             metric_direction(cfg.trainer.monitor, task_spec(cfg.task.name).heads)
         except ValueError as exc:
-            raise ValueError(f"trainer.monitor: {exc}") from None
+            raise ConfigError(f"trainer.monitor: {exc}") from None
     for key, w in cfg.task.loss_weights.items():
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
 
@@ -660,15 +686,15 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     if d.val_batch_size is not None:
         _positive_int(d.val_batch_size, "data.val_batch_size")
     if d.num_workers < 0:
-        raise ValueError(f"data.num_workers must be >= 0, got {d.num_workers}")
+        raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
     if d.crop_size is not None and (len(d.crop_size) != 2 or min(d.crop_size) < 1):
-        raise ValueError(f"data.crop_size must be [H, W] of positive ints, got {d.crop_size}")
+        raise ConfigError(f"data.crop_size must be [H, W] of positive ints, got {d.crop_size}")
     if len(d.scale_range) != 2 or not 0 < d.scale_range[0] <= d.scale_range[1]:
-        raise ValueError(
+        raise ConfigError(
             f"data.scale_range must be [lo, hi] with 0 < lo <= hi, got {d.scale_range}"
         )
     if d.crop_size is None and d.scale_range != [1.0, 1.0]:
-        raise ValueError(
+        raise ConfigError(
             f"data.scale_range {d.scale_range} needs data.crop_size (rescaled samples of "
             "different sizes cannot be batched without a crop)"
         )
@@ -678,34 +704,44 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             _positive_int(getattr(d, name), f"data.{name}")
     check_in_range(d.labeled_fraction, "data.labeled_fraction", 0.0, 1.0, low_inclusive=False)
     if d.unlabeled_root is not None and not d.unlabeled_root.strip():
-        raise ValueError(
+        raise ConfigError(
             "data.unlabeled_root must be a folder of images or null, got an empty string"
         )
 
     try:
         check_model_name(cfg.model.name)
     except ValueError as exc:
-        raise ValueError(f"model.name: {exc}") from None
+        raise ConfigError(f"model.name: {exc}") from None
 
     dj = cfg.dejavu
     if "name" not in dj.redaction:
-        raise ValueError(f"dejavu.redaction needs a 'name' entry, got {dj.redaction}")
+        raise ConfigError(f"dejavu.redaction needs a 'name' entry, got {dj.redaction}")
     redaction = dict(dj.redaction)
     try:
         check_redaction_options(redaction.pop("name"), redaction)
     except ValueError as exc:
-        raise ValueError(f"dejavu.redaction: {exc}") from None
+        raise ConfigError(f"dejavu.redaction: {exc}") from None
     crm = dict(dj.crm)
     kind = check_choice(crm.pop("kind", "forward"), "dejavu.crm.kind", list_crms())
     try:
         check_crm_options(kind, crm)
     except ValueError as exc:
-        raise ValueError(f"dejavu.crm: {exc}") from None
+        raise ConfigError(f"dejavu.crm: {exc}") from None
+    # The option values of the parameter-free parts, by building them.
+    for key, build in (
+        ("redaction", lambda: create_redaction(**dj.redaction)),
+        ("conditioning", lambda: Conditioning(_conditioning_spec(cfg), **dj.conditioning)),
+        ("regen_loss", lambda: RegenerationLoss(**dj.regen_loss)),
+    ):
+        try:
+            build()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"dejavu.{key}: {exc}") from None
     for name in ("regen_weight", "cyclic_weight", "sa_weight", "crm_truth_weight"):
         check_in_range(getattr(dj, name), f"dejavu.{name}", 0.0, float("inf"))
     check_in_range(dj.text.get("weight", 0.0), "dejavu.text.weight", 0.0, float("inf"))
     if dj.regen_warmup_steps < 0:
-        raise ValueError(f"dejavu.regen_warmup_steps must be >= 0, got {dj.regen_warmup_steps}")
+        raise ConfigError(f"dejavu.regen_warmup_steps must be >= 0, got {dj.regen_warmup_steps}")
 
     o = cfg.optim
     check_choice(o.name, "optim.name", OPTIMIZERS)
@@ -715,11 +751,11 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     check_in_range(o.poly_power, "optim.poly_power", 0.0, float("inf"))
     check_in_range(o.crm_lr_mult, "optim.crm_lr_mult", 0.0, float("inf"))
     if o.warmup_steps < 0:
-        raise ValueError(f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+        raise ConfigError(f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
 
     t = cfg.trainer
     if t.max_epochs < 1 and t.max_steps < 1:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.max_epochs ({t.max_epochs}) or trainer.max_steps ({t.max_steps}) "
             "must be positive"
         )
@@ -728,15 +764,14 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     _positive_int(t.val_every_n_epochs, "trainer.val_every_n_epochs")
     _positive_int(t.log_every_n_steps, "trainer.log_every_n_steps")
     if t.image_log_every_n_steps < 0:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.image_log_every_n_steps must be >= 0, got {t.image_log_every_n_steps}"
         )
     for name in ("limit_train_batches", "limit_val_batches"):
         v = getattr(t, name)
         if (isinstance(v, float) and not 0.0 <= v <= 1.0) or (isinstance(v, int) and v < 0):
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.{name} must be a fraction in [0, 1] or a batch count >= 0, got {v!r}"
             )
     if t.gradient_clip_val is not None:
         check_in_range(t.gradient_clip_val, "trainer.gradient_clip_val", 0.0, float("inf"))
-    return cfg

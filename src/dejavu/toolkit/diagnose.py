@@ -42,6 +42,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from dejavu.toolkit.errors import ConfigError
+
 __all__ = ["VARIANTS", "headroom_figures", "run_diagnose"]
 
 #: The conditioning variants the CRM is evaluated with, in report order.
@@ -168,7 +170,7 @@ def run_diagnose(
 
     validate_config(cfg)
     if not cfg.dejavu.enabled:
-        raise ValueError("diagnose needs a DejaVu config (dejavu.enabled: true), got a baseline")
+        raise ConfigError("diagnose needs a DejaVu config (dejavu.enabled: true), got a baseline")
     if batch_size < 2:
         raise ValueError(
             f"batch_size must be >= 2 (the 'other' variant pairs images), got {batch_size}"
@@ -179,7 +181,7 @@ def run_diagnose(
     )
     objective = module.model
     if getattr(objective, "crm", None) is None:
-        raise ValueError("diagnose needs a design with a CRM (dejavu.crm), found none")
+        raise ConfigError("diagnose needs a design with a CRM (dejavu.crm), found none")
 
     source = Path(checkpoint) if checkpoint is not None else None
     if source is None:

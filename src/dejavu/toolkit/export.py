@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from dejavu._validation import check_choice, check_image
 from dejavu.dejavu import prediction_dict
 from dejavu.toolkit.artifact import load_base, strip_training_only, write_base
+from dejavu.toolkit.errors import ConfigError, UserPathError
 from dejavu.toolkit.training import load_eval_model
 
 __all__ = [
@@ -249,7 +250,7 @@ def export_safetensors(
     """
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"a safetensors export must end in .safetensors, got {path}")
+        raise ConfigError(f"a safetensors export must end in .safetensors, got {path}")
     return write_base(model, dict(metadata or {}), path)
 
 
@@ -318,7 +319,7 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
     if len(input_size) != 2 or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_size
     ):
-        raise ValueError(f"input_size must be two positive ints (H, W), got {input_size!r}")
+        raise ConfigError(f"input_size must be two positive ints (H, W), got {input_size!r}")
     return int(input_size[0]), int(input_size[1])
 
 
@@ -363,7 +364,7 @@ def export_checkpoint(
     check_choice(format, "format", EXPORT_FORMATS)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        raise UserPathError(f"checkpoint not found: {checkpoint}")
     model, meta = load_eval_model(checkpoint)
     meta = dict(meta)
     if _has_training_only(model):
@@ -379,7 +380,7 @@ def export_checkpoint(
         out = checkpoint.with_name(checkpoint.stem + "_base" + _SUFFIX[format])
     path = Path(out)
     if path.resolve() == checkpoint.resolve():
-        raise ValueError(f"out must differ from the checkpoint it is exported from, got {path}")
+        raise ConfigError(f"out must differ from the checkpoint it is exported from, got {path}")
 
     if format == "onnx":
         exporter = export_onnx(model, example, path, dynamo=dynamo)

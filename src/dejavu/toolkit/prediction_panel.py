@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dejavu.toolkit.errors import ConfigError, UserPathError
 from dejavu.toolkit.tasks import head_spec
 from dejavu.toolkit.visualize import colorize_prediction, denormalize, save_panel
 
@@ -51,10 +52,10 @@ def parse_run_specs(specs: Sequence[str]) -> list[tuple[str, Path]]:
         if not sep:
             label = (p.parent if p.suffix == ".ckpt" else p).name
         if not label or not path:
-            raise ValueError(f"run must look like LABEL=CHECKPOINT or CHECKPOINT, got {spec!r}")
+            raise ConfigError(f"run must look like LABEL=CHECKPOINT or CHECKPOINT, got {spec!r}")
         runs.append((label, p))
     if not runs:
-        raise ValueError("give at least one run (LABEL=CHECKPOINT)")
+        raise ConfigError("give at least one run (LABEL=CHECKPOINT)")
     return runs
 
 
@@ -62,7 +63,7 @@ def _checkpoint(path: Path) -> Path:
     if path.is_dir():
         path = path / "last.ckpt"
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path} (give a run's .ckpt or its directory)")
+        raise UserPathError(f"no checkpoint at {path} (give a run's .ckpt or its directory)")
     return path
 
 
@@ -109,9 +110,9 @@ def prediction_columns(
     from dejavu.toolkit.training.runner import load_run
 
     if len(runs) == 0:
-        raise ValueError("give at least one run")
+        raise ConfigError("give at least one run")
     if len(indices) == 0:
-        raise ValueError("indices must name at least one image")
+        raise ConfigError("indices must name at least one image")
     loaded = []
     for label, path in runs:
         cfg, module = load_run(_checkpoint(Path(path)))
@@ -121,7 +122,7 @@ def prediction_columns(
         if (cfg.data.name, cfg.task.name) != (cfg0.data.name, cfg0.task.name) or dict(
             module.task.heads
         ) != dict(module0.task.heads):
-            raise ValueError(
+            raise ConfigError(
                 f"run {label!r} ({cfg.data.name}, {cfg.task.name}) does not match the first run "
                 f"({cfg0.data.name}, {cfg0.task.name}); compare runs of one dataset and task"
             )
@@ -133,7 +134,7 @@ def prediction_columns(
     n = len(dataset)
     for i in indices:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
-            raise ValueError(f"index {i!r} is out of range for the {split} split of {n} images")
+            raise ConfigError(f"index {i!r} is out of range for the {split} split of {n} images")
     heads = dict(module0.task.heads)
     num_classes = module0.task.num_classes
     mean, std = module0.mean, module0.std

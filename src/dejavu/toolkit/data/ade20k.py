@@ -23,6 +23,7 @@ from dejavu.toolkit.data.io import (
     require_dir,
 )
 from dejavu.toolkit.data.transforms import Sample
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = ["ADE20K", "ADE20K_CLASSES", "read_object_info", "reduce_zero_label"]
 
@@ -149,10 +150,10 @@ class ADE20K(DenseDataset):
         for image in sorted(image_dir.glob("*.jpg")):
             label = label_dir / (image.stem + ".png")
             if not label.is_file():
-                raise FileNotFoundError(f"annotation not found for {image}: {label}")
+                raise UserPathError(f"annotation not found for {image}: {label}")
             self.items.append((image, label))
         if not self.items:
-            raise FileNotFoundError(f"no .jpg images in {image_dir} (expected layout: {layout})")
+            raise UserPathError(f"no .jpg images in {image_dir} (expected layout: {layout})")
 
     def __len__(self) -> int:
         return len(self.items)

@@ -23,6 +23,7 @@ from dejavu.toolkit.data.io import (
     require_file,
 )
 from dejavu.toolkit.data.transforms import Sample
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = ["CAMVID_CLASSES", "CamVid"]
 
@@ -99,7 +100,7 @@ class CamVid(DenseDataset):
             image, label = (self._resolve(p) for p in parts)
             for p in (image, label):
                 if not p.is_file():
-                    raise FileNotFoundError(
+                    raise UserPathError(
                         f"{p} (listed in {split_file}:{lineno}) not found "
                         f"(expected layout: {_LAYOUT.format(split=split)})"
                     )

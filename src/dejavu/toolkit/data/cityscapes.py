@@ -22,6 +22,7 @@ from dejavu.toolkit.data.io import (
     require_dir,
 )
 from dejavu.toolkit.data.transforms import Sample
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = ["CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "Cityscapes", "label_ids_to_train_ids"]
 
@@ -153,7 +154,7 @@ class Cityscapes(DenseDataset):
             base = label_dir / image.parent.name / stem
             self.items.append((image, self._label_path(base, layout), self._instance_path(base)))
         if not self.items:
-            raise FileNotFoundError(
+            raise UserPathError(
                 f"no *_leftImg8bit.png under {image_dir} (expected layout: {layout})"
             )
 
@@ -165,13 +166,13 @@ class Cityscapes(DenseDataset):
         )
         path = train_ids if use_train_ids else label_ids
         if not path.is_file():
-            raise FileNotFoundError(f"label file not found: {path} (expected layout: {layout})")
+            raise UserPathError(f"label file not found: {path} (expected layout: {layout})")
         return path
 
     def _instance_path(self, base: Path) -> Path:
         path = base.with_name(base.name + "_gtFine_instanceIds.png")
         if self.with_instance and not path.is_file():
-            raise FileNotFoundError(f"instance file not found: {path} (with_instance=True)")
+            raise UserPathError(f"instance file not found: {path} (with_instance=True)")
         return path
 
     def __len__(self) -> int:

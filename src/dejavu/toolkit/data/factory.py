@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from dejavu._validation import check_choice
 from dejavu.toolkit.data.base import DenseDataset
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = [
     "DATASETS",
@@ -124,7 +125,7 @@ def create_dataset(
     """
     cls = dataset_class(name)
     if root is None and cls.needs_root:
-        raise FileNotFoundError(f"dataset {name!r} needs root, the folder that holds it")
+        raise UserPathError(f"dataset {name!r} needs root, the folder that holds it")
     if split is None and cls.needs_split:
         raise ValueError(f"dataset {name!r} needs a split name, got None")
     return cls(root, split, transform=transform, **kwargs)  # type: ignore[call-arg]

@@ -21,6 +21,7 @@ from dejavu.toolkit.data.io import (
     require_file,
 )
 from dejavu.toolkit.data.transforms import Sample
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderDataset"]
 
@@ -106,17 +107,17 @@ class FolderDataset(DenseDataset):
             stems = [s.strip() for s in split_file.read_text().splitlines() if s.strip()]
             missing = [s for s in stems if s not in by_stem]
             if missing:
-                raise FileNotFoundError(
+                raise UserPathError(
                     f"{split_file} lists {len(missing)} stems with no image in {image_dir}, "
                     f"e.g. {missing[:5]}"
                 )
         if not stems:
-            raise FileNotFoundError(f"no images found in {image_dir} (expected layout: {_LAYOUT})")
+            raise UserPathError(f"no images found in {image_dir} (expected layout: {_LAYOUT})")
         self.items: list[tuple[Path, Path]] = []
         for stem in stems:
             label = label_dir / f"{stem}.png"
             if not label.is_file():
-                raise FileNotFoundError(f"label not found for {by_stem[stem]}: {label}")
+                raise UserPathError(f"label not found for {by_stem[stem]}: {label}")
             self.items.append((by_stem[stem], label))
 
     def __len__(self) -> int:

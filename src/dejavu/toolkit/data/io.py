@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from dejavu.toolkit.errors import ConfigError, UserPathError
 from dejavu.toolkit.tasks.heads import IGNORE_INDEX  # the segmentation target's ignore label
 
 __all__ = [
@@ -60,7 +61,7 @@ def require_dir(path: PathLike, layout: str) -> Path:
     """
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(f"directory not found: {p} (expected layout: {layout})")
+        raise UserPathError(f"directory not found: {p} (expected layout: {layout})")
     return p
 
 
@@ -72,7 +73,7 @@ def require_file(path: PathLike, layout: str) -> Path:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"file not found: {p} (expected layout: {layout})")
+        raise UserPathError(f"file not found: {p} (expected layout: {layout})")
     return p
 
 
@@ -80,15 +81,15 @@ def _open(path: PathLike) -> Image.Image:
     """Open and fully decode an image, wrapping PIL's errors with the file name."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"image file not found: {p}")
+        raise UserPathError(f"image file not found: {p}")
     try:
         img = Image.open(p)
         # Image.open only reads the header; a truncated file fails in load().
         img.load()
     except UnidentifiedImageError as e:
-        raise ValueError(f"{p}: not a readable image file ({e})") from e
+        raise ConfigError(f"{p}: not a readable image file ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{p}: corrupt or truncated image ({e})") from e
+        raise ConfigError(f"{p}: corrupt or truncated image ({e})") from e
     return img
 
 
@@ -126,14 +127,14 @@ def read_label(path: PathLike) -> np.ndarray:
     """
     img = _open(path)
     if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: label maps must be single-channel (mode L, P, I or I;16), "
             f"got mode {img.mode!r} with {len(img.getbands())} bands; convert colour-coded "
             "labels to class indices first"
         )
     arr = np.array(img)
     if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D label map, got shape {arr.shape}")
+        raise ConfigError(f"{path}: expected a 2-D label map, got shape {arr.shape}")
     return arr
 
 
@@ -145,15 +146,15 @@ def read_uint16(path: PathLike) -> np.ndarray:
     """
     img = _open(path)
     if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: expected a 16-bit single-channel PNG (mode I;16), got mode {img.mode!r}"
         )
     arr = np.array(img)
     if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D 16-bit map, got shape {arr.shape}")
+        raise ConfigError(f"{path}: expected a 2-D 16-bit map, got shape {arr.shape}")
     if arr.dtype != np.uint16:
         if arr.min() < 0 or arr.max() > 65535:
-            raise ValueError(f"{path}: values outside the 16-bit range [0, 65535]")
+            raise ConfigError(f"{path}: values outside the 16-bit range [0, 65535]")
         arr = arr.astype(np.uint16)
     return arr
 
@@ -168,13 +169,13 @@ def read_array(path: PathLike, ndim: Sequence[int] = (2, 3)) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"array file not found: {p}")
+        raise UserPathError(f"array file not found: {p}")
     try:
         arr = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{p}: corrupt or unreadable .npy file ({e})") from e
+        raise ConfigError(f"{p}: corrupt or unreadable .npy file ({e})") from e
     if arr.ndim not in tuple(ndim):
-        raise ValueError(f"{p}: expected an array with ndim in {tuple(ndim)}, got {arr.shape}")
+        raise ConfigError(f"{p}: expected an array with ndim in {tuple(ndim)}, got {arr.shape}")
     return arr
 
 
@@ -192,7 +193,7 @@ def check_same_size(
     ih, iw = image.shape[:2]
     th, tw = target.shape[:2]
     if (ih, iw) != (th, tw):
-        raise ValueError(
+        raise ConfigError(
             f"size mismatch: {target_path} is {th}x{tw} (HxW) but its image "
             f"{image_path} is {ih}x{iw}"
         )
@@ -223,7 +224,7 @@ def check_label_values(
         shown = ", ".join(str(int(v)) for v in bad[:10])
         more = f" and {bad.size - 10} more" if bad.size > 10 else ""
         extra = f" (or {ignore_index} = ignore)" if ignore_index is not None else ""
-        raise ValueError(
+        raise ConfigError(
             f"{path}: label values {shown}{more} are outside the allowed range "
             f"0..{num_classes - 1}{extra}"
         )

@@ -61,6 +61,7 @@ from dejavu.toolkit.data.io import (
     require_file,
 )
 from dejavu.toolkit.data.transforms import Sample
+from dejavu.toolkit.errors import UserPathError
 
 __all__ = [
     "NYU40_CLASSES",
@@ -197,7 +198,7 @@ class NYUDv2(DenseDataset):
         present = tuple(t for t, d in _MT_DIRS.items() if (self.root / d).is_dir())
         if tasks is None:
             if not present:
-                raise FileNotFoundError(
+                raise UserPathError(
                     f"{self.root} has none of segmentation/, depth/, normals/ "
                     f"(expected layout: {layout})"
                 )
@@ -216,7 +217,7 @@ class NYUDv2(DenseDataset):
                 if p.is_file():
                     return p
             tried = ", ".join(str(self.root / folder / f"{sample_id}{e}") for e in exts)
-            raise FileNotFoundError(f"none of {tried} exists (expected layout: {layout})")
+            raise UserPathError(f"none of {tried} exists (expected layout: {layout})")
 
         files = {"image": first("images", (".jpg", ".png"))}
         if "seg" in self.tasks:
@@ -311,7 +312,7 @@ class NYUDRefineNet(DenseDataset):
                 and (self.root / f"segm_gt_{p.name}").is_file()
             )
             if not self.ids:
-                raise FileNotFoundError(
+                raise UserPathError(
                     f"no <id>.png with a segm_gt_<id>.png in {self.root} "
                     f"(expected layout: {layout})"
                 )

@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dejavu.toolkit.errors import ConfigError, UserPathError
+
 __all__ = ["PretrainedReport", "load_pretrained", "read_state_dict"]
 
 # Keys under which common checkpoint formats keep the state_dict.
@@ -119,7 +121,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"pretrained weights file not found: {file}")
+        raise UserPathError(f"pretrained weights file not found: {file}")
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -128,7 +130,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         else:
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(
+        raise ConfigError(
             f"could not read {file} as a state_dict (torch.save with weights_only=True, "
             f"or .safetensors): {type(err).__name__}: {err}"
         ) from err
@@ -141,7 +143,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
                     obj = tensors
                     break
     if not _is_state_dict(obj):
-        raise ValueError(
+        raise ConfigError(
             f"{file} does not hold a state_dict (a mapping of names to tensors); "
             f"found {type(obj).__name__}"
             + (f" with keys {list(obj)[:10]}" if isinstance(obj, Mapping) else "")
@@ -259,7 +261,7 @@ def load_pretrained(
     n_loaded, desc, module, module_sd, prefix, match = best
 
     if n_loaded == 0 or n_loaded < min_fraction * len(module_sd):
-        raise ValueError(
+        raise ConfigError(
             f"{path} does not fit {type(model).__name__}: at best {n_loaded} of its "
             f"{len(file_sd)} tensors match (by name and shape) the {len(module_sd)} tensors of "
             f"the {desc}, below min_fraction={min_fraction}. Candidates tried: "

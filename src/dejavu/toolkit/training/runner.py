@@ -61,6 +61,7 @@ from dejavu._validation import unsafe_checkpoint_error
 from dejavu.dejavu import prediction_dict
 from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
 from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
+from dejavu.toolkit.errors import ConfigError, RunExistsError, UserPathError
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
     FinishAtMaxSteps,
@@ -190,18 +191,18 @@ def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
     last = run_dir / "last.ckpt"
     if resume is True:
         if not last.is_file():
-            raise FileNotFoundError(f"resume=True but {last} does not exist (nothing to resume)")
+            raise UserPathError(f"resume=True but {last} does not exist (nothing to resume)")
         return last
     if resume is False or resume is None:
         if last.exists():
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{run_dir} already holds a run (last.ckpt); pass resume=True to continue it, "
                 "or choose another name or output_dir"
             )
         return None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"resume checkpoint {path} does not exist")
+        raise UserPathError(f"resume checkpoint {path} does not exist")
     return path
 
 
@@ -316,11 +317,11 @@ def _load_ckpt(path: Path) -> dict[str, Any]:
             run code when unpickled): it is not a safe checkpoint.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise UserPathError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise unsafe_checkpoint_error(path, err) from None
+        raise ConfigError(str(unsafe_checkpoint_error(path, err))) from None
 
 
 def _module_from_hparams(cfg: ExperimentConfig, hp: dict[str, Any]) -> DejaVuModule:
@@ -346,7 +347,7 @@ def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
     ckpt = _load_ckpt(Path(checkpoint))
     hp = ckpt.get("hyper_parameters")
     if not isinstance(hp, dict) or "config" not in hp:
-        raise ValueError(f"{checkpoint} is not a dejavu training checkpoint (no saved config)")
+        raise ConfigError(f"{checkpoint} is not a dejavu training checkpoint (no saved config)")
     cfg = config_from_dict(hp["config"])
     module = _module_from_hparams(cfg, hp)
     module.load_state_dict(ckpt["state_dict"], strict=True)
@@ -383,7 +384,7 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
     ckpt = _load_ckpt(path)
     hp = ckpt.get("hyper_parameters") or {}
     if "config" not in hp:
-        raise ValueError(f"{path} is not a dejavu training checkpoint (no saved config)")
+        raise ConfigError(f"{path} is not a dejavu training checkpoint (no saved config)")
     module = _module_from_hparams(_eval_config(config_from_dict(hp["config"])), hp)
     base_state, _ = split_state_dict(ckpt["state_dict"])
     model = module.eval_model()
