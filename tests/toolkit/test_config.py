@@ -219,7 +219,8 @@ def test_every_shipped_config_resolves():
         # the objective (redaction/CRM/loss options) must build, not just parse
         num_classes = len(dataset_class(cfg.data.name).class_names)
         task = create_task(cfg.task.name, num_classes=num_classes)
-        obj = build_objective(cfg, task, create_model("fpn_test_resnet", heads=task.heads))
+        base = create_model("fpn_test_resnet", heads=task.heads)
+        obj = build_objective(cfg.dejavu, task, base, seed=cfg.seed)
         assert isinstance(obj, TaskOnly) == (not cfg.dejavu.enabled), path
     assert len(names) == len([f for f in files if f.stem != "base"])  # run names are unique
 

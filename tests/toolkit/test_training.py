@@ -4,6 +4,7 @@ crash-safe checkpoints, schedule and optimiser groups, data order."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -181,6 +182,55 @@ def test_exports_agree_with_the_checkpoint(fitted):
     assert module.model.crm is not None
     state = torch.load(result.last_checkpoint, weights_only=True)["state_dict"]
     assert torch.equal(module.model.generator.get_state(), state["model._extra_state"]["generator"])
+
+
+def test_the_module_takes_config_sections_and_the_runs_length(fitted):
+    cfg, result = fitted[True]
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert {"task", "model", "dejavu", "optim", "total_steps"} <= set(hp)
+    assert "config" not in hp and "data" not in hp and "trainer" not in hp
+    # computed by the runner from the data: 6 images, batches of 2, one epoch
+    assert cfg.trainer.max_steps == -1 and hp["total_steps"] == 3
+    assert ckpt["config"]["data"]["num_train"] == cfg.data.num_train  # the run's full config
+    _, module = load_run(result.last_checkpoint)
+    assert module.total_steps() == 3
+
+
+def test_checkpoints_of_the_earlier_layout_still_load(fitted, tmp_path):
+    # Before the module took config sections, the full config lived in its hyper-parameters.
+    cfg, result = fitted[True]
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    full = ckpt.pop("config")
+    ckpt["hyper_parameters"] = {
+        "config": full,
+        **{k: hp[k] for k in ("num_classes", "class_names", "mean", "std", "input_size")},
+    }
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    loaded_cfg, module = load_run(old)
+    assert loaded_cfg == cfg
+    model, _ = load_eval_model(old)
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x)["seg"], module.eval_model()(x)["seg"])
+    assert sorted(module.state_dict()) == sorted(ckpt["state_dict"])
+
+
+def test_the_trainer_section_passes_through_to_lightning():
+    import inspect
+
+    import lightning.pytorch as pl
+
+    from dejavu.toolkit.config import TrainerConfig
+    from dejavu.toolkit.training.runner import TOOLKIT_TRAINER_KEYS, trainer_kwargs
+
+    accepted = set(inspect.signature(pl.Trainer.__init__).parameters)
+    kwargs = trainer_kwargs(TrainerConfig())
+    assert set(kwargs) <= accepted
+    fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+    assert fields - TOOLKIT_TRAINER_KEYS <= set(kwargs)
 
 
 def test_validate_and_test_reproduce_the_logged_metrics(fitted):
@@ -404,7 +454,7 @@ def test_parameter_groups(cache):
     cfg = tiny_cfg(
         Path("unused"), cache, "groups", "optim.crm_lr_mult=10", "optim.weight_decay=0.3"
     )
-    module = DejaVuModule(cfg, num_classes=6)
+    module = DejaVuModule.from_config(cfg, num_classes=6)
     groups = {g["name"]: g for g in module.parameter_groups()}
     assert set(groups) == {"base", "base_no_decay", "regeneration", "regeneration_no_decay"}
     assert groups["base"]["lr"] == cfg.optim.lr

@@ -176,7 +176,7 @@ def run_diagnose(
             f"batch_size must be >= 2 (the 'other' variant pairs images), got {batch_size}"
         )
     dm = DenseDataModule(cfg)
-    module = DejaVuModule(
+    module = DejaVuModule.from_config(
         cfg, num_classes=dm.num_classes, class_names=dm.class_names, mean=dm.mean, std=dm.std
     )
     objective = module.model

@@ -39,7 +39,8 @@ class FinishAtMaxSteps(pl.Callback):
 
 
 class ConfigSnapshot(pl.Callback):
-    """Write the full resolved config to ``path`` (global rank 0) when training starts.
+    """Write the full resolved config to ``path`` (global rank 0) when training starts,
+    and into every checkpoint (``checkpoint["config"]``, what ``load_run`` rebuilds from).
 
     Done in ``on_fit_start`` rather than before ``Trainer.fit`` so that under an
     external launcher (torchrun, SLURM) only the process that Lightning knows as rank 0
@@ -55,6 +56,13 @@ class ConfigSnapshot(pl.Callback):
 
         if trainer.is_global_zero:
             save_config(self.cfg, self.path)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        from dejavu.toolkit.config import config_to_dict
+
+        checkpoint["config"] = config_to_dict(self.cfg)
 
 
 class ImagePanels(pl.Callback):

@@ -528,6 +528,12 @@ class DenseDataModule(pl.LightningDataModule):
         base = train.dataset if isinstance(train, Subset) else train
         return tuple(getattr(base, "tasks", self._task_keys()))
 
+    def train_batches_per_epoch(self, world_size: int = 1) -> int:
+        """Training batches per epoch and process with ``world_size`` processes (what the
+        training loader yields; the semi-supervised one keeps the full split's count)."""
+        n = len(self.dataset("train"))  # type: ignore[arg-type]
+        return steps_per_epoch(n, self.cfg.data.batch_size, world_size)
+
     def dataset(self, role: str) -> Dataset:
         """The dataset of ``role`` (``"train"``, ``"val"`` or ``"test"``), built on demand."""
         if role not in ("train", "val", "test"):

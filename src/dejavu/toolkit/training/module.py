@@ -18,7 +18,7 @@ their metrics read predictions only.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from dejavu.dejavu import LOSS_KEYS, DejaVu, TaskOnly, prediction_dict
-from dejavu.toolkit.config import ExperimentConfig, config_from_dict, config_to_dict
+from dejavu.toolkit.config import (
+    DejaVuConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OptimConfig,
+    TaskConfig,
+    config_from_dict,
+)
 from dejavu.toolkit.tasks import Task, create_task, metric_direction, task_spec
 from dejavu.toolkit.training.datamodule import derive_seed
 from dejavu.toolkit.training.schedules import poly_scheduler
@@ -63,30 +70,33 @@ def default_monitor(cfg: ExperimentConfig, num_classes: int | None = None) -> tu
 
 
 def build_objective(
-    cfg: ExperimentConfig,
+    dejavu: DejaVuConfig,
     task: Task,
     base: nn.Module,
+    *,
+    seed: int = 0,
     class_names: Sequence[str] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> nn.Module:
-    """The trainable objective for ``cfg``: ``DejaVu`` or ``TaskOnly`` (the baseline).
+    """The trainable objective: ``DejaVu``, or ``TaskOnly`` (the baseline) when disabled.
 
     Args:
-        cfg: the experiment config (its ``dejavu`` section).
-        task: the task (loss and conditioning spec).
+        dejavu: the config's ``dejavu`` section.
+        task: the task (loss, conditioning spec, ignore index).
         base: the base network.
+        seed: seed of the redaction generator.
         class_names: class names (DejaVu-TS builds its prompts from them).
         mean, std: image normalisation (DejaVu-TS un-normalises for CLIP).
     """
     output_key = next(iter(task.heads))
-    if not cfg.dejavu.enabled:
+    if not dejavu.enabled:
         return TaskOnly(base, task.loss, output_key=output_key)
 
     from dejavu.conditioning import Conditioning
     from dejavu.losses import RegenerationLoss
 
-    dj = cfg.dejavu
+    dj = dejavu
     redaction = dict(dj.redaction)
     crm = dict(dj.crm)
     text = dict(dj.text)
@@ -116,10 +126,10 @@ def build_objective(
         text_weight=text_weight,
         sa_weight=dj.sa_weight,
         crm_truth_weight=dj.crm_truth_weight,
-        ignore_index=cfg.task.ignore_index,
+        ignore_index=task.ignore_index,
         stop_gradient=dj.stop_gradient,
         output_key=output_key,
-        seed=cfg.seed,
+        seed=seed,
     )
 
 
@@ -133,12 +143,37 @@ def _slice(x: Any, n: int) -> Any:
     return x
 
 
+def _section(cls: type[Any], value: Any) -> Any:
+    # A config section, or the plain mapping it was saved as in a checkpoint's hparams.
+    if isinstance(value, cls):
+        return value
+    return getattr(config_from_dict({_SECTION_KEYS[cls]: dict(value)}), _SECTION_KEYS[cls])
+
+
+_SECTION_KEYS: dict[type[Any], str] = {
+    TaskConfig: "task",
+    ModelConfig: "model",
+    DejaVuConfig: "dejavu",
+    OptimConfig: "optim",
+}
+
+
 class DejaVuModule(pl.LightningModule):
     """Train a dense-prediction network with (or without) the DejaVu objective.
 
+    The module takes the config sections it uses (``task``, ``model``,
+    ``dejavu``, ``optim``), never the whole config, and the run's length in
+    optimiser steps from the runner (:func:`DejaVuModule.from_config` builds
+    one from an :class:`~dejavu.toolkit.config.ExperimentConfig`).
+
     Args:
-        config: the :class:`~dejavu.toolkit.config.ExperimentConfig` (or its dict).
-        num_classes: the dataset's number of classes (segmentation heads).
+        task, model, dejavu, optim: the config sections (or their mappings, as
+            saved in a checkpoint's hyper-parameters).
+        total_steps: optimiser steps of the whole run (the poly schedule's length).
+        seed: the run's seed (redaction generator, per-step RNG of stochastic layers).
+        image_log_every_n_steps: cadence of the training image panels (0: off).
+        run_name: the run's name (recorded in ``base.json``).
+        num_classes: the dataset's number of classes (class heads).
         class_names: the dataset's class names (metadata, DejaVu-TS prompts).
         mean, std: the dataset's normalisation (panels, export metadata).
         input_size: ``(H, W)`` the network is trained/evaluated at (metadata).
@@ -155,17 +190,25 @@ class DejaVuModule(pl.LightningModule):
 
     Example:
         >>> cfg = config_from_dict({"model": {"name": "fpn_test_resnet"}})
-        >>> module = DejaVuModule(cfg, num_classes=6)
+        >>> module = DejaVuModule.from_config(cfg, total_steps=100, num_classes=6)
         >>> out = module(torch.zeros(2, 3, 32, 48))  # the base network's predictions
         >>> out["seg"].shape
         torch.Size([2, 6, 32, 48])
-        >>> module.eval_model() is module.model.base
-        True
+        >>> module.eval_model() is module.model.base, module.total_steps()
+        (True, 100)
     """
 
     def __init__(
         self,
-        config: ExperimentConfig | Mapping[str, Any],
+        task: TaskConfig | Mapping[str, Any],
+        model: ModelConfig | Mapping[str, Any],
+        dejavu: DejaVuConfig | Mapping[str, Any],
+        optim: OptimConfig | Mapping[str, Any],
+        *,
+        total_steps: int,
+        seed: int = 0,
+        image_log_every_n_steps: int = 0,
+        run_name: str = "experiment",
         num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -175,11 +218,26 @@ class DejaVuModule(pl.LightningModule):
         super().__init__()
         from dejavu.toolkit.models import create_model
 
-        cfg = config if isinstance(config, ExperimentConfig) else config_from_dict(config)
-        self.cfg = cfg
+        self.task_config: TaskConfig = _section(TaskConfig, task)
+        self.model_config: ModelConfig = _section(ModelConfig, model)
+        self.dejavu_config: DejaVuConfig = _section(DejaVuConfig, dejavu)
+        self.optim_config: OptimConfig = _section(OptimConfig, optim)
+        if isinstance(total_steps, bool) or int(total_steps) < 1:
+            raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+        self._total_steps = int(total_steps)
+        self.seed = int(seed)
+        self.image_log_every_n_steps = int(image_log_every_n_steps)
+        self.run_name = str(run_name)
         self.save_hyperparameters(
             {
-                "config": config_to_dict(cfg),
+                "task": dataclasses.asdict(self.task_config),
+                "model": dataclasses.asdict(self.model_config),
+                "dejavu": dataclasses.asdict(self.dejavu_config),
+                "optim": dataclasses.asdict(self.optim_config),
+                "total_steps": self._total_steps,
+                "seed": self.seed,
+                "image_log_every_n_steps": self.image_log_every_n_steps,
+                "run_name": self.run_name,
                 "num_classes": num_classes,
                 "class_names": list(class_names) if class_names is not None else None,
                 "mean": [float(v) for v in mean],
@@ -191,21 +249,54 @@ class DejaVuModule(pl.LightningModule):
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.task = create_task(
-            cfg.task.name,
+            self.task_config.name,
             num_classes=num_classes,
-            loss_weights=cfg.task.loss_weights,
-            ignore_index=cfg.task.ignore_index,
+            loss_weights=self.task_config.loss_weights,
+            ignore_index=self.task_config.ignore_index,
         )
         base = create_model(
-            cfg.model.name,
+            self.model_config.name,
             heads=self.task.heads,
-            pretrained=cfg.model.pretrained,
-            **cfg.model.kwargs,
+            pretrained=self.model_config.pretrained,
+            **self.model_config.kwargs,
         )
-        self.model = build_objective(cfg, self.task, base, self.class_names, self.mean, self.std)
+        self.model = build_objective(
+            self.dejavu_config,
+            self.task,
+            base,
+            seed=self.seed,
+            class_names=self.class_names,
+            mean=self.mean,
+            std=self.std,
+        )
         self.val_metrics = self.task.metrics()
         self.test_metrics = self.task.metrics()
         self._last_panel_step = -1
+
+    @classmethod
+    def from_config(
+        cls, cfg: ExperimentConfig | Mapping[str, Any], *, total_steps: int = 1, **metadata: Any
+    ) -> DejaVuModule:
+        """The module of a run: ``cfg``'s sections, its seed, name and panel cadence.
+
+        Args:
+            cfg: the experiment config (or its mapping, as older checkpoints saved it).
+            total_steps: optimiser steps of the run (the runner computes them;
+                1 for a module that only evaluates).
+            **metadata: ``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``.
+        """
+        cfg = cfg if isinstance(cfg, ExperimentConfig) else config_from_dict(cfg)
+        return cls(
+            cfg.task,
+            cfg.model,
+            cfg.dejavu,
+            cfg.optim,
+            total_steps=total_steps,
+            seed=cfg.seed,
+            image_log_every_n_steps=cfg.trainer.image_log_every_n_steps,
+            run_name=cfg.name,
+            **metadata,
+        )
 
     # ------------------------------------------------------------------ inference
     def eval_model(self) -> nn.Module:
@@ -221,25 +312,25 @@ class DejaVuModule(pl.LightningModule):
         return {
             "format": "dejavu-base",
             "format_version": 1,
-            "model": self.cfg.model.name,
-            "model_kwargs": dict(self.cfg.model.kwargs),
+            "model": self.model_config.name,
+            "model_kwargs": dict(self.model_config.kwargs),
             "heads": dict(self.task.heads),
-            "task": self.cfg.task.name,
+            "task": self.task_config.name,
             "num_classes": self.task.num_classes,
             "class_names": self.class_names,
             "ignore_index": self.task.ignore_index,
             "mean": list(self.mean),
             "std": list(self.std),
             "input_size": self.hparams.get("input_size"),
-            "dejavu": bool(self.cfg.dejavu.enabled),
-            "experiment": self.cfg.name,
+            "dejavu": bool(self.dejavu_config.enabled),
+            "experiment": self.run_name,
             "epoch": int(self.current_epoch) if self._trainer is not None else None,
             "global_step": int(self.global_step) if self._trainer is not None else None,
         }
 
     # ------------------------------------------------------------------ training
     def _panel_due(self) -> bool:
-        every = self.cfg.trainer.image_log_every_n_steps
+        every = self.image_log_every_n_steps
         step = self.global_step
         return every > 0 and step % every == 0 and step != self._last_panel_step
 
@@ -247,7 +338,7 @@ class DejaVuModule(pl.LightningModule):
         # Stochastic layers (dropout, drop-path) draw from the global RNG: seed it from
         # (seed, epoch, batch, rank) so that a resumed run draws what an uninterrupted one would.
         torch.manual_seed(
-            derive_seed(self.cfg.seed, 1, self.current_epoch, batch_idx, self.global_rank)
+            derive_seed(self.seed, 1, self.current_epoch, batch_idx, self.global_rank)
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -312,7 +403,7 @@ class DejaVuModule(pl.LightningModule):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups: base vs. regeneration parts (``crm_lr_mult``), each split into
         decayed weights and undecayed norms/biases (1-D parameters)."""
-        o = self.cfg.optim
+        o = self.optim_config
         base_ids = {id(p) for p in self.eval_model().parameters()}
         groups: list[dict[str, Any]] = []
         parts = {
@@ -332,27 +423,11 @@ class DejaVuModule(pl.LightningModule):
         return groups
 
     def total_steps(self) -> int:
-        """Optimiser steps of the whole run (the poly schedule's length).
-
-        Computed from the data module's loader length rather than with
-        ``trainer.estimated_stepping_batches``, which builds and starts the
-        training iterator before a resumed run has restored its epoch (with
-        workers, that iterator would already have drawn the wrong epoch's order).
-        """
-        t = self.cfg.trainer
-        if t.max_steps > 0:
-            return t.max_steps
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
-            total = self.trainer.estimated_stepping_batches
-            return max(1, int(total)) if math.isfinite(total) else 1
-        batches = len(datamodule.train_dataloader())  # per process
-        limit = t.limit_train_batches
-        batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
-        return max(1, math.ceil(batches / t.accumulate_grad_batches) * t.max_epochs)
+        """Optimiser steps of the whole run (the poly schedule's length), from the runner."""
+        return self._total_steps
 
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.cfg.optim
+        o = self.optim_config
         groups = self.parameter_groups()
         if o.name == "adamw":
             optimizer: torch.optim.Optimizer = torch.optim.AdamW(

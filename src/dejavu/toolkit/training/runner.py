@@ -60,7 +60,12 @@ from torch import nn
 from dejavu._validation import unsafe_checkpoint_error
 from dejavu.dejavu import prediction_dict
 from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
-from dejavu.toolkit.config import ExperimentConfig, config_from_dict, validate_config
+from dejavu.toolkit.config import (
+    ExperimentConfig,
+    TrainerConfig,
+    config_from_dict,
+    validate_config,
+)
 from dejavu.toolkit.errors import ConfigError, RunExistsError, UserPathError
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
@@ -77,8 +82,10 @@ from dejavu.toolkit.training.checkpoint import (
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule
 from dejavu.toolkit.training.module import DejaVuModule, default_monitor
+from dejavu.toolkit.training.schedules import total_training_steps
 
 __all__ = [
+    "TOOLKIT_TRAINER_KEYS",
     "FitResult",
     "build_trainer",
     "load_eval_model",
@@ -88,6 +95,7 @@ __all__ = [
     "run_predict",
     "run_test",
     "run_validate",
+    "trainer_kwargs",
 ]
 
 
@@ -150,7 +158,6 @@ def build_trainer(
         enable_progress_bar: a rich progress bar; ``None``: only when stdout is a terminal.
         fit: a training trainer (loggers, checkpointing) or an evaluation one (neither).
     """
-    t = cfg.trainer
     progress = _want_progress(enable_progress_bar)
     cbs = list(callbacks)
     if progress:
@@ -162,21 +169,7 @@ def build_trainer(
             CSVLogger(str(run_dir), name="csv"),
         ]
     return pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        precision=t.precision,  # type: ignore[arg-type]
-        max_epochs=t.max_epochs if t.max_steps < 1 else -1,
-        max_steps=t.max_steps,
-        gradient_clip_val=t.gradient_clip_val,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        check_val_every_n_epoch=t.val_every_n_epochs,
-        log_every_n_steps=t.log_every_n_steps,
-        deterministic=t.deterministic,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        sync_batchnorm=t.sync_batchnorm,
+        **trainer_kwargs(cfg.trainer),
         callbacks=cbs,
         logger=loggers,
         enable_checkpointing=fit,
@@ -185,6 +178,36 @@ def build_trainer(
         default_root_dir=str(run_dir) if run_dir is not None else None,
         plugins=[AtomicCheckpointIO()],
     )
+
+
+#: ``trainer`` keys that are the toolkit's own, not ``lightning.pytorch.Trainer`` arguments.
+TOOLKIT_TRAINER_KEYS: frozenset[str] = frozenset(
+    {"monitor", "image_log_every_n_steps", "val_every_n_epochs"}
+)
+
+
+def trainer_kwargs(t: TrainerConfig) -> dict[str, Any]:
+    """``lightning.pytorch.Trainer`` arguments from the ``trainer`` section, passed through.
+
+    Every key is a ``Trainer`` argument of the same name except the toolkit's
+    own (:data:`TOOLKIT_TRAINER_KEYS`); ``val_every_n_epochs`` is
+    ``check_val_every_n_epoch`` and ``max_epochs`` is -1 when ``max_steps`` is set.
+
+    Example:
+        >>> from dejavu.toolkit.config import TrainerConfig
+        >>> kw = trainer_kwargs(TrainerConfig(max_steps=20))
+        >>> kw["max_epochs"], kw["max_steps"], kw["check_val_every_n_epoch"], "monitor" in kw
+        (-1, 20, 1, False)
+    """
+    kwargs = {
+        f.name: getattr(t, f.name)
+        for f in dataclasses.fields(t)
+        if f.name not in TOOLKIT_TRAINER_KEYS
+    }
+    kwargs["check_val_every_n_epoch"] = t.val_every_n_epochs
+    if t.max_steps >= 1:
+        kwargs["max_epochs"] = -1
+    return kwargs
 
 
 def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
@@ -260,14 +283,6 @@ def run_fit(
 
     dm = DenseDataModule(cfg)
     dm.setup("fit")
-    module = DejaVuModule(
-        cfg,
-        num_classes=dm.num_classes,
-        class_names=dm.class_names,
-        mean=dm.mean,
-        std=dm.std,
-        input_size=dm.input_size,
-    )
     validates = cfg.trainer.limit_val_batches != 0
     monitor, mode = default_monitor(cfg, dm.num_classes) if validates else (None, "max")
     cbs: list[pl.Callback] = [
@@ -290,6 +305,25 @@ def run_fit(
         # Checkpoints share the run directory with the logs by design.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         trainer = build_trainer(cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=progress)
+        # The module gets its config sections and the run's length; building the trainer
+        # first (it draws no random number) gives the world size the length depends on.
+        t = cfg.trainer
+        total_steps = total_training_steps(
+            dm.train_batches_per_epoch(trainer.world_size),
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps,
+            limit_train_batches=t.limit_train_batches,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+        )
+        module = DejaVuModule.from_config(
+            cfg,
+            total_steps=total_steps,
+            num_classes=dm.num_classes,
+            class_names=dm.class_names,
+            mean=dm.mean,
+            std=dm.std,
+            input_size=dm.input_size,
+        )
         start = time.perf_counter()
         trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
         train_time = time.perf_counter() - start
@@ -324,11 +358,29 @@ def _load_ckpt(path: Path) -> dict[str, Any]:
         raise ConfigError(str(unsafe_checkpoint_error(path, err))) from None
 
 
+def _checkpoint_config(
+    ckpt: dict[str, Any], path: str | Path
+) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """The run's config and the module's hyper-parameters from a training checkpoint.
+
+    Checkpoints keep the full config under ``"config"`` (written by
+    :class:`~dejavu.toolkit.training.callbacks.ConfigSnapshot`); older ones kept it
+    in the hyper-parameters, which read the same way.
+    """
+    hp = ckpt.get("hyper_parameters")
+    hp = hp if isinstance(hp, dict) else {}
+    saved = ckpt.get("config", hp.get("config"))
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} is not a dejavu training checkpoint (no saved config)")
+    return config_from_dict(saved), hp
+
+
 def _module_from_hparams(cfg: ExperimentConfig, hp: dict[str, Any]) -> DejaVuModule:
     from dejavu.toolkit.training.module import IMAGENET_MEAN, IMAGENET_STD
 
-    return DejaVuModule(
+    return DejaVuModule.from_config(
         cfg,
+        total_steps=int(hp.get("total_steps") or 1),
         num_classes=hp.get("num_classes"),
         class_names=hp.get("class_names"),
         mean=hp.get("mean") or IMAGENET_MEAN,
@@ -345,10 +397,7 @@ def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
         regeneration parts, metrics) with the checkpoint's weights, in eval mode.
     """
     ckpt = _load_ckpt(Path(checkpoint))
-    hp = ckpt.get("hyper_parameters")
-    if not isinstance(hp, dict) or "config" not in hp:
-        raise ConfigError(f"{checkpoint} is not a dejavu training checkpoint (no saved config)")
-    cfg = config_from_dict(hp["config"])
+    cfg, hp = _checkpoint_config(ckpt, checkpoint)
     module = _module_from_hparams(cfg, hp)
     module.load_state_dict(ckpt["state_dict"], strict=True)
     return cfg, module.eval()
@@ -382,10 +431,8 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
         return load_base(path)
 
     ckpt = _load_ckpt(path)
-    hp = ckpt.get("hyper_parameters") or {}
-    if "config" not in hp:
-        raise ConfigError(f"{path} is not a dejavu training checkpoint (no saved config)")
-    module = _module_from_hparams(_eval_config(config_from_dict(hp["config"])), hp)
+    cfg, hp = _checkpoint_config(ckpt, path)
+    module = _module_from_hparams(_eval_config(cfg), hp)
     base_state, _ = split_state_dict(ckpt["state_dict"])
     model = module.eval_model()
     model.load_state_dict(base_state, strict=True)
@@ -395,7 +442,7 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
 
 
 def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Path) -> DejaVuModule:
-    module = DejaVuModule(
+    module = DejaVuModule.from_config(
         _eval_config(cfg),
         num_classes=dm.num_classes,
         class_names=dm.class_names,

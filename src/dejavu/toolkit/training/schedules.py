@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["PolyLR", "poly_factor", "poly_scheduler"]
+__all__ = ["PolyLR", "poly_factor", "poly_scheduler", "total_training_steps"]
 
 # Warm-up starts from this fraction of the peak learning rate.
 WARMUP_START = 0.01
@@ -73,3 +75,33 @@ def poly_scheduler(
         0.05
     """
     return LambdaLR(optimizer, PolyLR(total_steps, power, warmup_steps))
+
+
+def total_training_steps(
+    batches_per_epoch: int,
+    max_epochs: int,
+    *,
+    max_steps: int = -1,
+    limit_train_batches: int | float = 1.0,
+    accumulate_grad_batches: int = 1,
+) -> int:
+    """Optimiser steps of a whole run (the poly schedule's length), as Lightning will take them.
+
+    ``max_steps`` when positive; otherwise the epochs times the optimiser
+    steps per epoch (the training batches per process, limited by
+    ``limit_train_batches``, divided by ``accumulate_grad_batches``, rounded up).
+
+    Example:
+        >>> total_training_steps(45, max_epochs=10), total_training_steps(45, 1, max_steps=7)
+        (450, 7)
+        >>> total_training_steps(45, max_epochs=2, limit_train_batches=0.5,
+        ...                      accumulate_grad_batches=4)
+        12
+    """
+    if max_steps > 0:
+        return int(max_steps)
+    limit = limit_train_batches
+    batches = (
+        min(batches_per_epoch, limit) if isinstance(limit, int) else int(batches_per_epoch * limit)
+    )
+    return max(1, math.ceil(batches / accumulate_grad_batches) * max_epochs)
