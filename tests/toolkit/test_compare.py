@@ -265,7 +265,9 @@ def _fake_training(monkeypatch, miou: dict[str, dict[int, float]], calls: list |
         "load_eval_model",
         lambda _ckpt: (torch.nn.Identity(), {"class_names": ["sky", "road"]}),
     )
-    monkeypatch.setattr(training, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
+    from dejavu.toolkit import complexity
+
+    monkeypatch.setattr(complexity, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
 
 
 def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch, write_config) -> None:

@@ -194,7 +194,7 @@ def test_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def no_render(*args, **kwargs):
         raise AssertionError("should have loaded from the cache")
 
-    monkeypatch.setattr(scenes_mod, "render_scenes", no_render)
+    monkeypatch.setattr(scenes_mod.dataset, "render_scenes", no_render)
     second = ProceduralScenes(tmp_path, "train", 3, SIZE, seed=2)
     assert second.render_seconds is None
     for key, arr in first._arrays.items():

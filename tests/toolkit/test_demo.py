@@ -81,3 +81,18 @@ def test_quick_demo_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "NOT evidence" in (out / "demo.md").read_text()
     # A second demo into the same folder replaces the runs instead of failing.
     assert main(["demo", "--quick", "--out", str(out)]) == 0
+
+
+def test_demo_trains_the_scenes_configs_scaled_down() -> None:
+    from dejavu.toolkit.config import load_config
+    from dejavu.toolkit.demo import default_config_dir
+
+    for task in DEMO_TASKS:
+        yaml_cfg = load_config(default_config_dir() / f"{task}_dejavu.yaml")
+        demo = demo_config(task, True, QUICK)
+        # what the method does comes from the YAML; only the size of the run changes
+        assert demo.task == yaml_cfg.task
+        for key in ("redaction", "conditioning", "regen_loss", "regen_weight"):
+            assert getattr(demo.dejavu, key) == getattr(yaml_cfg.dejavu, key), (task, key)
+        assert demo.dejavu.crm == {**yaml_cfg.dejavu.crm, "width": QUICK.crm_width}
+        assert demo.model.name == QUICK.model and demo.trainer.max_steps == QUICK.max_steps

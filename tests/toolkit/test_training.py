@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
+from dejavu.toolkit.complexity import model_complexity
 from dejavu.toolkit.config import ExperimentConfig, load_config
+from dejavu.toolkit.predict import run_predict
 from dejavu.toolkit.training import (
     AtomicCheckpointIO,
     DejaVuModule,
@@ -26,11 +28,9 @@ from dejavu.toolkit.training import (
     default_monitor,
     load_eval_model,
     load_run,
-    model_complexity,
     poly_factor,
     poly_scheduler,
     run_fit,
-    run_predict,
     run_test,
     run_validate,
     split_state_dict,

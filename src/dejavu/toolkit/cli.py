@@ -282,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds), for tests")
+    p.add_argument(
+        "--configs",
+        type=Path,
+        default=None,
+        help="folder of the scenes configs it scales down (default: the source tree's "
+        "configs/scenes)",
+    )
     p.set_defaults(handler=_cmd_demo)
 
     for name, what in (
@@ -389,7 +396,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from dejavu.toolkit.training import run_predict
+    from dejavu.toolkit.predict import run_predict
 
     if not args.ckpt.is_file():
         raise UserPathError(f"checkpoint not found: {args.ckpt}")
@@ -528,7 +535,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dejavu.toolkit.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, console=_console())
+    run_demo(args.out, quick=args.quick, console=_console(), config_dir=args.configs)
     return EXIT_OK
 
 

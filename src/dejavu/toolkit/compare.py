@@ -555,13 +555,9 @@ def run_compare(
             parameters or GMACs although none of them uses shared attention
             (DejaVu must not change the inference network).
     """
+    from dejavu.toolkit import complexity
     from dejavu.toolkit.config import config_to_dict, load_config
-    from dejavu.toolkit.training import (
-        default_monitor,
-        load_eval_model,
-        model_complexity,
-        run_fit,
-    )
+    from dejavu.toolkit.training import default_monitor, load_eval_model, run_fit
 
     variants = dict(variants) if variants is not None else default_variants()
     if not variants:
@@ -610,7 +606,9 @@ def run_compare(
             checkpoints.append(str(result.last_checkpoint))
             if cost is None:
                 model, meta = load_eval_model(result.last_checkpoint)
-                cost = model_complexity(model, (1, 3, *_input_size(config_to_dict(cfg), meta)))
+                cost = complexity.model_complexity(
+                    model, (1, 3, *_input_size(config_to_dict(cfg), meta))
+                )
                 uses_sa = bool(getattr(model, "supports_shared_attention", False))
                 if names_of_classes is None and meta.get("class_names"):
                     names_of_classes = [str(c) for c in meta["class_names"]]

@@ -50,7 +50,9 @@ __all__ = [
     "QUICK",
     "DemoResult",
     "DemoSettings",
+    "default_config_dir",
     "demo_config",
+    "demo_overrides",
     "demo_panel",
     "demo_table",
     "demo_threads",
@@ -130,6 +132,51 @@ QUICK = DemoSettings(
 )
 
 
+def default_config_dir() -> Path:
+    """``configs/scenes`` of the source tree: the configs the demo trains, scaled down."""
+    return Path(__file__).resolve().parents[3] / "configs" / "scenes"
+
+
+def demo_overrides(
+    settings: DemoSettings,
+    output_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """The ``--set`` overrides that scale a ``configs/scenes`` config down to the demo.
+
+    Only the size of the run changes (network, image size and count, steps,
+    CRM width, learning rate without warm-up, CPU, no image panels); the task,
+    redaction, conditioning and losses are the config's.
+
+    Example:
+        >>> demo_overrides(QUICK, "out")[:2]
+        ['output_dir=out', 'seed=0']
+    """
+    h, w = settings.size
+    steps_per_epoch = max(1, settings.num_train // settings.batch_size)
+    return [
+        f"output_dir={output_dir}",
+        f"seed={int(seed)}",
+        f"data.root={'null' if cache_dir is None else cache_dir}",
+        f"data.kwargs={{size: [{h}, {w}]}}",
+        f"data.crop_size=[{h}, {w}]",
+        f"data.num_train={settings.num_train}",
+        f"data.num_val={settings.num_val}",
+        f"data.batch_size={settings.batch_size}",
+        "data.num_workers=0",
+        f"model.name={settings.model}",
+        f"dejavu.crm.width={settings.crm_width}",
+        f"optim.lr={settings.lr}",
+        "optim.warmup_steps=0",
+        f"trainer.max_steps={settings.max_steps}",
+        f"trainer.max_epochs={settings.max_steps // steps_per_epoch + 1}",
+        "trainer.accelerator=cpu",
+        f"trainer.log_every_n_steps={max(1, min(10, settings.max_steps))}",
+        "trainer.image_log_every_n_steps=0",
+    ]
+
+
 def demo_config(
     task: str,
     dejavu: bool,
@@ -137,55 +184,27 @@ def demo_config(
     output_dir: str | Path = "demo_out/runs",
     cache_dir: str | Path | None = None,
     seed: int = 0,
+    config_dir: str | Path | None = None,
 ) -> Any:
     """The :class:`~dejavu.toolkit.config.ExperimentConfig` of one demo training.
 
-    Baseline and DejaVu configs differ only in ``dejavu.enabled`` (the
-    redaction is the task's default: spatial ``random`` for segmentation,
-    spectral ``bandstop`` for depth and normals).
+    ``configs/scenes/<task>_dejavu.yaml`` (or ``_baseline.yaml``) with
+    :func:`demo_overrides`: the baseline and DejaVu configs differ only in
+    ``dejavu.enabled`` (the redaction is the config's: spatial ``random`` for
+    segmentation, spectral ``bandstop`` for depth and normals).
 
     Example:
         >>> cfg = demo_config("depth", dejavu=True)
         >>> cfg.name, cfg.dejavu.redaction["name"], cfg.model.name
         ('depth_dejavu', 'bandstop', 'fpn_test_efficientnet')
     """
-    from dejavu.toolkit.config import config_from_dict
-    from dejavu.toolkit.tasks import create_task
+    from dejavu.toolkit.config import load_config
 
     check_choice(task, "task", DEMO_TASKS)
-    redaction = create_task(task, num_classes=1).default_redaction
-    steps_per_epoch = max(1, settings.num_train // settings.batch_size)
-    return config_from_dict(
-        {
-            "name": f"{task}_{'dejavu' if dejavu else 'baseline'}",
-            "seed": int(seed),
-            "output_dir": str(output_dir),
-            "task": {"name": task},
-            "data": {
-                "name": "scenes",
-                "root": str(cache_dir) if cache_dir is not None else None,
-                "batch_size": settings.batch_size,
-                "num_workers": 0,
-                "num_train": settings.num_train,
-                "num_val": settings.num_val,
-                "kwargs": {"size": list(settings.size)},
-            },
-            "model": {"name": settings.model},
-            "dejavu": {
-                "enabled": bool(dejavu),
-                "redaction": {"name": redaction},
-                "crm": {"kind": "forward", "width": settings.crm_width, "depth": 3, "scale": 0.5},
-            },
-            "optim": {"name": "adamw", "lr": settings.lr},
-            "trainer": {
-                "max_steps": settings.max_steps,
-                "max_epochs": settings.max_steps // steps_per_epoch + 1,
-                "accelerator": "cpu",
-                "log_every_n_steps": max(1, min(10, settings.max_steps)),
-                "image_log_every_n_steps": 0,
-            },
-        }
-    )
+    variant = "dejavu" if dejavu else "baseline"
+    path = Path(config_dir or default_config_dir()) / f"{task}_{variant}.yaml"
+    overrides = [*demo_overrides(settings, output_dir, cache_dir, seed), f"name={task}_{variant}"]
+    return load_config(path, overrides)
 
 
 # ---------------------------------------------------------------------- panels
@@ -393,8 +412,12 @@ def run_demo(
     tasks: Sequence[str] = DEMO_TASKS,
     cache_dir: str | Path | None = None,
     settings: DemoSettings | None = None,
+    config_dir: str | Path | None = None,
 ) -> DemoResult:
     """Train baseline and DejaVu per task, print the comparison, write panels.
+
+    The runs are ``configs/scenes/<task>_{baseline,dejavu}.yaml`` scaled down
+    to the demo's size (:func:`demo_config`).
 
     Args:
         out_dir: where runs (``runs/<task>_<variant>``), panels
@@ -405,6 +428,7 @@ def run_demo(
         cache_dir: where the rendered scenes are cached (default: the scenes
             dataset's own cache folder).
         settings: explicit :class:`DemoSettings` (overrides ``quick``).
+        config_dir: the folder of the scenes configs (default :func:`default_config_dir`).
 
     Returns:
         A :class:`DemoResult`.
@@ -422,7 +446,7 @@ def run_demo(
     threads = demo_threads()
     torch.set_num_threads(threads)
     try:
-        result = _run(out_dir, settings, tasks, console, cache_dir, threads)
+        result = _run(out_dir, settings, tasks, console, cache_dir, threads, config_dir)
     finally:
         torch.set_num_threads(previous_threads)
     result.wall_time_s = time.perf_counter() - start
@@ -437,6 +461,7 @@ def _run(
     console: Console,
     cache_dir: str | Path | None,
     threads: int,
+    config_dir: str | Path | None = None,
 ) -> DemoResult:
     from PIL import Image
 
@@ -455,7 +480,9 @@ def _run(
         checkpoints: dict[str, Path] = {}
         cfg = None
         for variant in ("baseline", "dejavu"):
-            cfg = demo_config(task, variant == "dejavu", settings, runs, cache_dir)
+            cfg = demo_config(
+                task, variant == "dejavu", settings, runs, cache_dir, config_dir=config_dir
+            )
             _fresh_run_dir(cfg.run_dir)
             _say(console, f"  {task:<12} {variant:<8} training ...")
             fit = run_fit(cfg, enable_progress_bar=False)

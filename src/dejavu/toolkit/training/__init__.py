@@ -1,8 +1,9 @@
 """Training: the Lightning module and data module, checkpoints, and the runner API.
 
 The command line is built on :func:`run_fit`, :func:`run_validate`,
-:func:`run_test`, :func:`run_predict`, :func:`load_run`,
-:func:`load_eval_model` and :func:`model_complexity`; see
+:func:`run_test`, :func:`load_run` and :func:`load_eval_model`
+(prediction files: :mod:`dejavu.toolkit.predict`; cost:
+:mod:`dejavu.toolkit.complexity`); see
 :mod:`dejavu.toolkit.training.runner` for the run directory layout, resume
 and multi-GPU / multi-node use.
 
@@ -46,9 +47,7 @@ from dejavu.toolkit.training.runner import (
     build_trainer,
     load_eval_model,
     load_run,
-    model_complexity,
     run_fit,
-    run_predict,
     run_test,
     run_validate,
 )
@@ -73,12 +72,10 @@ __all__ = [
     "load_eval_model",
     "load_run",
     "make_model_checkpoint",
-    "model_complexity",
     "poly_factor",
     "poly_scheduler",
     "read_metrics",
     "run_fit",
-    "run_predict",
     "run_test",
     "run_validate",
     "split_state_dict",

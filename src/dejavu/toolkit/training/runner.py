@@ -58,7 +58,6 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
 from dejavu._validation import unsafe_checkpoint_error
-from dejavu.dejavu import prediction_dict
 from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
 from dejavu.toolkit.config import (
     ExperimentConfig,
@@ -90,9 +89,7 @@ __all__ = [
     "build_trainer",
     "load_eval_model",
     "load_run",
-    "model_complexity",
     "run_fit",
-    "run_predict",
     "run_test",
     "run_validate",
     "trainer_kwargs",
@@ -483,115 +480,3 @@ def run_validate(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, flo
 def run_test(cfg: ExperimentConfig, checkpoint: str | Path) -> dict[str, float]:
     """Evaluate a checkpoint on ``data.test_split`` (see :func:`run_validate`)."""
     return _evaluate(cfg, checkpoint, "test")
-
-
-# --------------------------------------------------------------------------- prediction
-def _save_prediction(
-    name: str, pred: dict[str, torch.Tensor], meta: dict[str, Any], out_dir: Path
-) -> list[Path]:
-    import numpy as np
-    from PIL import Image
-
-    from dejavu.toolkit.tasks import head_spec
-
-    written: list[Path] = []
-    for key, value in pred.items():
-        spec = head_spec(key)
-        v = value.detach().float().cpu()
-        num_classes = meta.get("num_classes") or (v.shape[0] if spec.channels is None else None)
-        npy = out_dir / f"{name}_{key}.npy"
-        png = out_dir / f"{name}_{key}.png"
-        np.save(npy, spec.to_array(v))
-        Image.fromarray(spec.colorize(v, num_classes, None)).save(png)
-        written += [png, npy]
-    return written
-
-
-def run_predict(
-    cfg: ExperimentConfig,
-    checkpoint: str | Path,
-    inputs: Sequence[Path] | None,
-    out_dir: Path,
-) -> list[Path]:
-    """Predict with the base network and write colourised PNGs and raw ``.npy`` arrays.
-
-    For each image and head, ``out_dir / <name>_<head>.png`` (colourised) and
-    ``<name>_<head>.npy`` (the head spec's array: ``seg``: ``H x W`` class
-    indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
-
-    Args:
-        cfg: the experiment config (its ``data`` section when ``inputs`` is None).
-        checkpoint: ``.ckpt``, ``base.safetensors`` or a run directory.
-        inputs: image files (named by their stem); ``None``: the ``data.test_split``
-            samples (named by the dataset).
-        out_dir: where to write (created).
-
-    Returns:
-        The files written.
-    """
-    from dejavu.toolkit.data.io import image_to_tensor, read_image
-
-    model, meta = load_eval_model(checkpoint)
-    use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    device = torch.device("cuda" if use_cuda else "cpu")
-    model.to(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    mean = torch.tensor(meta["mean"]).view(3, 1, 1)
-    std = torch.tensor(meta["std"]).view(3, 1, 1)
-
-    def samples() -> Any:
-        if inputs is None:
-            ds = DenseDataModule(cfg).dataset("test")
-            for i in range(len(ds)):  # type: ignore[arg-type]
-                s = ds[i]
-                yield str(s.get("name", f"{i:06d}")), s["image"]
-        else:
-            for p in inputs:
-                yield Path(p).stem, (image_to_tensor(read_image(p)) - mean) / std
-
-    written: list[Path] = []
-    with torch.inference_mode():
-        for name, image in samples():
-            out = model(image.unsqueeze(0).to(device))
-            pred = prediction_dict(out, next(iter(meta["heads"])))
-            written += _save_prediction(name, {k: v[0] for k, v in pred.items()}, meta, out_dir)
-    return written
-
-
-# --------------------------------------------------------------------------- cost
-def model_complexity(
-    model: nn.Module, input_size: Sequence[int] = (1, 3, 512, 512)
-) -> dict[str, float | int]:
-    """Parameters and multiply-accumulates of one forward pass (eval mode, no grad).
-
-    ``input_size`` is ``(B, C, H, W)``, or ``(H, W)`` for one RGB image.
-
-    MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2;
-    it counts matmuls and convolutions, not element-wise ops).
-
-    Returns:
-        ``{"params": int, "gmacs": float}``.
-
-    Example:
-        >>> model_complexity(nn.Conv2d(3, 8, 1, bias=False), (1, 3, 10, 10))
-        {'params': 24, 'gmacs': 2.4e-06}
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if len(input_size) == 2:  # (H, W): one RGB image
-        input_size = (1, 3, *input_size)
-    if len(input_size) != 4 or min(int(v) for v in input_size) < 1:
-        raise ValueError(f"input_size must be (B, C, H, W) or (H, W), got {tuple(input_size)}")
-    params = sum(p.numel() for p in model.parameters())
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(tuple(input_size), device=device, dtype=dtype))
-    finally:
-        model.train(was_training)
-    return {"params": int(params), "gmacs": counter.get_total_flops() / 2 / 1e9}

@@ -1,90 +1,26 @@
-"""Procedural indoor scenes: a dataset shipped as code, with exact dense labels.
+"""The procedural-scene renderer: one ray-cast room per seed, with exact dense labels.
 
-Each image is a ray-cast room (floor, four walls, ceiling) holding a few
-boxes, spheres and cylinders, seen by a pinhole camera at a random pose
-inside the room. Every pixel's semantic class, instance id, depth and
-surface normal come from the same ray hit as its colour, so the labels are
-exact and the image edges (colour and shading changes between surfaces) lie
-on the label edges. It needs no download, which makes it the default data
-for tests, examples and quick experiments with all three NYUD-style tasks.
-
-Scene content (all lengths in metres, angles in degrees):
-
-- room: width and depth U(4, 8), height U(2.5, 3.5); world y points up.
-- 3 to 7 objects resting on the floor (a sphere floats with probability 0.3):
-  boxes (half sizes U(0.2, 0.6), random yaw), spheres (radius U(0.2, 0.5)),
-  vertical cylinders (radius U(0.15, 0.4), height U(0.4, 1.6)); most are
-  placed inside the camera's field of view, footprints do not overlap.
-- camera: position at least 0.5 from the walls, height U(1, 2), outside every
-  object; yaw towards the room centre +- U(-60, 60) (so views look across the
-  room rather than at a nearby wall), pitch U(-25, 20) (negative looks down), roll
-  U(-5, 5); horizontal field of view U(60, 80), square pixels, principal
-  point at the image centre.
-- appearance: a random colour per surface (the four walls share one),
-  modulated by a solid texture (plain, stripes, checker or smooth noise);
-  Lambertian shading from a point light under the ceiling with hard shadows
-  cast by the objects, plus a hemispherical ambient term; gamma 2.2 and a
-  little sensor noise (sigma 0.8 / 255), quantised to uint8.
-
-Labels:
-
-- ``seg``: 0 floor, 1 wall, 2 ceiling, 3 box, 4 sphere, 5 cylinder
-  (:data:`CLASS_NAMES`); every pixel has a class (no 255).
-- ``instance``: objects are numbered 1..N in placement order; floor, walls
-  and ceiling are 0 ("stuff", no instance).
-- ``depth``: z-depth along the optical axis in metres (not the ray length);
-  positive everywhere because the room is closed.
-- ``normals``: unit vectors in the camera frame of OpenCV: x right, y down,
-  z forward (into the scene). Visible surfaces face the camera, so
-  ``dot(normal, ray) < 0``; the floor's normal has a negative y component
-  (it points up). A horizontal flip negates x
-  (:func:`~dejavu.toolkit.data.transforms.hflip_sample`).
-
-Determinism: image ``i`` of a split is rendered from its own
-``numpy.random.Generator`` seeded with :func:`scene_seed` (``seed + i`` for
-train, ``seed + 1_000_000 + i`` for val), so any index can be rendered alone
-or in parallel and train and val never share a scene.
-
-Caching: :class:`ProceduralScenes` renders the whole split once and stores
-it as a compressed ``.npz`` keyed by (generator version, split, number of
-images, size, seed), written atomically (temporary file, then
-``os.replace``). Normals are stored as float16 and depth as float32; the
-arrays in memory are the stored ones, so a fresh render and a cache hit give
-identical samples.
+See :mod:`dejavu.toolkit.data.scenes` for what a scene holds and how it is labelled.
 """
 
 from __future__ import annotations
 
 import colorsys
-import json
-import os
-import tempfile
-import time
-import warnings
-import zipfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from dejavu._validation import check_choice
-from dejavu.toolkit.data.base import DenseDataset, select_tasks
-from dejavu.toolkit.data.factory import register_dataset
-from dejavu.toolkit.data.io import image_to_tensor
-from dejavu.toolkit.data.transforms import Sample
 
 __all__ = [
     "CLASS_NAMES",
+    "DEFAULT_NUM_IMAGES",
     "GENERATOR_VERSION",
     "VAL_SEED_OFFSET",
-    "ProceduralScenes",
     "RenderedScene",
-    "default_cache_dir",
+    "check_size",
     "render_scene",
-    "render_scenes",
     "scene_seed",
 ]
 
@@ -382,7 +318,7 @@ def render_scene(seed: int, size: tuple[int, int] = (96, 128)) -> RenderedScene:
         >>> s.image.shape, s.depth.dtype, bool((s.depth > 0).all())
         ((24, 32, 3), dtype('float32'), True)
     """
-    h, w = _check_size(size)
+    h, w = check_size(size)
     rng = np.random.default_rng(seed)
 
     room = np.array([rng.uniform(4, 8), rng.uniform(2.5, 3.5), rng.uniform(4, 8)])
@@ -486,7 +422,7 @@ def render_scene(seed: int, size: tuple[int, int] = (96, 128)) -> RenderedScene:
     )
 
 
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
+def check_size(size: Sequence[int]) -> tuple[int, int]:
     if (
         not isinstance(size, Sequence)
         or len(size) != 2
@@ -495,215 +431,3 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     ):
         raise ValueError(f"size must be a pair of ints (H, W), each >= 8, got {size!r}")
     return int(size[0]), int(size[1])
-
-
-# --------------------------------------------------------------------------- batch + cache
-
-
-def _render_seed(args: tuple[int, tuple[int, int]]) -> RenderedScene:
-    return render_scene(*args)
-
-
-def render_scenes(
-    seeds: Sequence[int], size: tuple[int, int] = (96, 128), num_workers: int = 0
-) -> dict[str, np.ndarray]:
-    """Render many scenes into stacked arrays in their storage dtypes.
-
-    Args:
-        seeds: one seed per image.
-        size: ``(H, W)``.
-        num_workers: processes to render in (0 renders in this process).
-
-    Returns:
-        ``image`` (N x H x W x 3 uint8), ``seg`` and ``instance`` (N x H x W
-        uint8), ``depth`` (N x H x W float32), ``normals`` (N x H x W x 3
-        float16), ``intrinsics`` (N x 3 x 3 float32).
-
-    Example:
-        >>> render_scenes([0, 1], (16, 16))["normals"].shape
-        (2, 16, 16, 3)
-    """
-    size = _check_size(size)
-    jobs = [(int(s), size) for s in seeds]
-    if num_workers > 0 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=num_workers) as pool:
-            chunk = max(1, len(jobs) // (4 * num_workers))
-            scenes = list(pool.map(_render_seed, jobs, chunksize=chunk))
-    else:
-        scenes = [_render_seed(j) for j in jobs]
-    return {
-        "image": np.stack([s.image for s in scenes]),
-        "seg": np.stack([s.seg for s in scenes]),
-        "instance": np.stack([s.instance for s in scenes]),
-        "depth": np.stack([s.depth for s in scenes]).astype(np.float32),
-        "normals": np.stack([s.normals for s in scenes]).astype(np.float16),
-        "intrinsics": np.stack([s.intrinsics for s in scenes]),
-    }
-
-
-_ARRAY_SPECS = {
-    "image": (np.uint8, (3,)),
-    "seg": (np.uint8, ()),
-    "instance": (np.uint8, ()),
-    "depth": (np.float32, ()),
-    "normals": (np.float16, (3,)),
-}
-
-
-def default_cache_dir() -> Path:
-    """``$DEJAVU_CACHE/scenes`` when ``DEJAVU_CACHE`` is set, else ``~/.cache/dejavu/scenes``."""
-    base = os.environ.get("DEJAVU_CACHE")
-    if base:
-        return Path(base).expanduser() / "scenes"
-    return Path.home() / ".cache" / "dejavu" / "scenes"
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load_npz(
-    path: Path, meta: dict[str, object], n: int, size: tuple[int, int]
-) -> dict[str, np.ndarray]:
-    """Load and validate a cache file; raise ValueError describing any problem."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = json.loads(str(z["meta"]))
-            if stored != meta:
-                raise ValueError(f"metadata {stored} does not match {meta}")
-            arrays = {k: z[k] for k in (*_ARRAY_SPECS, "intrinsics")}
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-        raise ValueError(f"unreadable ({type(e).__name__}: {e})") from e
-    for key, (dtype, tail) in _ARRAY_SPECS.items():
-        shape = (n, *size, *tail)
-        if arrays[key].dtype != dtype or arrays[key].shape != shape:
-            raise ValueError(
-                f"array {key!r} is {arrays[key].dtype} {arrays[key].shape}, "
-                f"expected {np.dtype(dtype)} {shape}"
-            )
-    if arrays["intrinsics"].shape != (n, 3, 3):
-        raise ValueError(f"array 'intrinsics' has shape {arrays['intrinsics'].shape}")
-    return arrays
-
-
-@register_dataset
-class ProceduralScenes(DenseDataset):
-    """Ray-cast indoor scenes with exact seg, instance, depth and normals (see module docs).
-
-    Args:
-        root: cache directory; None uses :func:`default_cache_dir`.
-        split: ``"train"`` or ``"val"`` (disjoint seeds).
-        num_images: number of images; None gives 1000 (train) or 200 (val).
-        size: ``(H, W)`` of the images.
-        seed: base seed; image ``i`` uses :func:`scene_seed` ``(split, seed, i)``.
-        transform: joint transform applied to the ``[0, 1]`` sample; None
-            normalises with ImageNet mean/std.
-        tasks: subset of ``("seg", "depth", "normals", "instance")`` to return;
-            None returns all.
-        cache: read/write the ``.npz`` cache (False renders in memory only).
-        num_workers: processes used to render a missing split.
-
-    Example:
-        >>> import tempfile
-        >>> ds = ProceduralScenes(tempfile.mkdtemp(), num_images=2, size=(16, 24))
-        >>> s = ds[0]
-        >>> s["image"].shape, s["seg"].dtype, s["depth"].shape, s["normals"].shape
-        (torch.Size([3, 16, 24]), torch.int64, torch.Size([1, 16, 24]), torch.Size([3, 16, 24]))
-    """
-
-    name = "scenes"
-    needs_root = False
-
-    # A class attribute so that it can be read before loading (e.g. to size a model).
-    class_names = list(CLASS_NAMES)  # noqa: RUF012
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        split: str = "train",
-        num_images: int | None = None,
-        size: tuple[int, int] = (96, 128),
-        seed: int = 0,
-        transform: Callable[[Sample], Sample] | None = None,
-        *,
-        tasks: Sequence[str] | None = None,
-        cache: bool = True,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(transform)
-        self.split = check_choice(split, "split", ("train", "val"))
-        n = DEFAULT_NUM_IMAGES[split] if num_images is None else num_images
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= VAL_SEED_OFFSET:
-            raise ValueError(
-                f"num_images must be an int in [1, {VAL_SEED_OFFSET}], got {num_images!r}"
-            )
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
-        self.size = _check_size(size)
-        self.num_images = n
-        self.seed = seed
-        self.tasks = select_tasks(tasks, ("seg", "depth", "normals", "instance"))
-        self.seeds = [scene_seed(split, seed, i) for i in range(n)]
-        self.root = Path(root) if root is not None else default_cache_dir()
-        h, w = self.size
-        name = f"{GENERATOR_VERSION}_{split}_n{n}_{h}x{w}_seed{seed}.npz"
-        self.cache_path: Path | None = self.root / name if cache else None
-        self.render_seconds: float | None = None
-        self._arrays = self._load_or_render(num_workers)
-
-    def _meta(self) -> dict[str, object]:
-        return {
-            "version": GENERATOR_VERSION,
-            "split": self.split,
-            "num_images": self.num_images,
-            "size": list(self.size),
-            "seed": self.seed,
-        }
-
-    def _load_or_render(self, num_workers: int) -> dict[str, np.ndarray]:
-        path = self.cache_path
-        if path is not None and path.exists():
-            try:
-                return _load_npz(path, self._meta(), self.num_images, self.size)
-            except ValueError as e:
-                msg = f"scene cache {path} is invalid ({e}); regenerating it"
-                warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        start = time.perf_counter()
-        arrays = render_scenes(self.seeds, self.size, num_workers)
-        self.render_seconds = time.perf_counter() - start
-        if path is not None:
-            _save_npz(path, arrays, self._meta())
-        return arrays
-
-    def __len__(self) -> int:
-        return self.num_images
-
-    def intrinsics(self, index: int) -> np.ndarray:
-        """The ``3 x 3`` pinhole matrix of image ``index`` (pixel centres at ``i + 0.5``)."""
-        return self._arrays["intrinsics"][index].copy()
-
-    def load(self, index: int) -> Sample:
-        a = self._arrays
-        sample: Sample = {"image": image_to_tensor(a["image"][index])}
-        if "seg" in self.tasks:
-            sample["seg"] = torch.from_numpy(a["seg"][index].astype(np.int64))
-        if "depth" in self.tasks:
-            sample["depth"] = torch.from_numpy(a["depth"][index].copy()).unsqueeze(0)
-        if "normals" in self.tasks:
-            n = torch.from_numpy(a["normals"][index].astype(np.float32)).permute(2, 0, 1)
-            # float16 storage leaves |n| within ~1e-3 of 1; restore exact unit length.
-            sample["normals"] = n / n.norm(dim=0, keepdim=True)
-        if "instance" in self.tasks:
-            sample["instance"] = torch.from_numpy(a["instance"][index].astype(np.int64))
-        sample["name"] = f"{self.split}_{index:06d}"
-        return sample

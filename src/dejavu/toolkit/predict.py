@@ -1,0 +1,94 @@
+"""``dejavu predict``: run the base network on images and write its predictions.
+
+For each image and head, ``<name>_<head>.png`` (the head spec's colouriser)
+and ``<name>_<head>.npy`` (the head spec's array: ``seg``: ``H x W`` class
+indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dejavu.dejavu import prediction_dict
+from dejavu.toolkit.config import ExperimentConfig
+from dejavu.toolkit.training.datamodule import DenseDataModule
+from dejavu.toolkit.training.runner import load_eval_model
+
+__all__ = ["run_predict"]
+
+
+def _save_prediction(
+    name: str, pred: dict[str, torch.Tensor], meta: dict[str, Any], out_dir: Path
+) -> list[Path]:
+    import numpy as np
+    from PIL import Image
+
+    from dejavu.toolkit.tasks import head_spec
+
+    written: list[Path] = []
+    for key, value in pred.items():
+        spec = head_spec(key)
+        v = value.detach().float().cpu()
+        num_classes = meta.get("num_classes") or (v.shape[0] if spec.channels is None else None)
+        npy = out_dir / f"{name}_{key}.npy"
+        png = out_dir / f"{name}_{key}.png"
+        np.save(npy, spec.to_array(v))
+        Image.fromarray(spec.colorize(v, num_classes, None)).save(png)
+        written += [png, npy]
+    return written
+
+
+def run_predict(
+    cfg: ExperimentConfig,
+    checkpoint: str | Path,
+    inputs: Sequence[Path] | None,
+    out_dir: Path,
+) -> list[Path]:
+    """Predict with the base network and write colourised PNGs and raw ``.npy`` arrays.
+
+    For each image and head, ``out_dir / <name>_<head>.png`` (colourised) and
+    ``<name>_<head>.npy`` (the head spec's array: ``seg``: ``H x W`` class
+    indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
+
+    Args:
+        cfg: the experiment config (its ``data`` section when ``inputs`` is None).
+        checkpoint: ``.ckpt``, ``base.safetensors`` or a run directory.
+        inputs: image files (named by their stem); ``None``: the ``data.test_split``
+            samples (named by the dataset).
+        out_dir: where to write (created).
+
+    Returns:
+        The files written.
+    """
+    from dejavu.toolkit.data.io import image_to_tensor, read_image
+
+    model, meta = load_eval_model(checkpoint)
+    use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    model.to(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mean = torch.tensor(meta["mean"]).view(3, 1, 1)
+    std = torch.tensor(meta["std"]).view(3, 1, 1)
+
+    def samples() -> Any:
+        if inputs is None:
+            ds = DenseDataModule(cfg).dataset("test")
+            for i in range(len(ds)):  # type: ignore[arg-type]
+                s = ds[i]
+                yield str(s.get("name", f"{i:06d}")), s["image"]
+        else:
+            for p in inputs:
+                yield Path(p).stem, (image_to_tensor(read_image(p)) - mean) / std
+
+    written: list[Path] = []
+    with torch.inference_mode():
+        for name, image in samples():
+            out = model(image.unsqueeze(0).to(device))
+            pred = prediction_dict(out, next(iter(meta["heads"])))
+            written += _save_prediction(name, {k: v[0] for k, v in pred.items()}, meta, out_dir)
+    return written
