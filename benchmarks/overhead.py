@@ -62,7 +62,7 @@ def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> 
         from dejavu.toolkit.training.module import build_objective
 
         cfg = load_config(DESIGN["config"], [*DESIGN["overrides"], "dejavu.enabled=true"])
-        return build_objective(cfg, task, base)
+        return build_objective(cfg.dejavu, task, base, seed=cfg.seed)
     return DejaVu(
         base,
         task,
