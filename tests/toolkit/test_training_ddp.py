@@ -31,6 +31,21 @@ WORLD = 2
 class _Report(pl.Callback):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
+        self.confmat: list[list[int]] = []
+        self.evaluated: list[str] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_a) -> None:  # type: ignore[no-untyped-def]
+        if not trainer.sanity_checking:
+            self.evaluated += list(batch["name"])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before the module computes and resets it: this rank's confusion matrix, summed
+        # over the ranks (what the synced metrics are computed from).
+        if trainer.sanity_checking:
+            return
+        confmat = pl_module.val_metrics.metrics["seg"].confmat.clone()
+        torch.distributed.all_reduce(confmat)
+        self.confmat = confmat.long().tolist()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         digest = hashlib.sha256()
@@ -44,6 +59,8 @@ class _Report(pl.Callback):
             "step": trainer.global_step,
             "hash": digest.hexdigest(),
             "metrics": metrics,
+            "confmat": self.confmat,
+            "evaluated": self.evaluated,
         }
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
@@ -76,7 +93,7 @@ def test_two_process_ddp_ends_identical_on_both_ranks(tmp_path):
             "name=ddp",
             f"data.root={tmp_path / 'cache'}",
             "data.num_train=8",
-            "data.num_val=6",  # 3 per rank
+            "data.num_val=5",  # 3 + 2: the split does not divide by the world size
             "data.batch_size=2",
             "data.num_workers=0",
             "data.kwargs={size: [32, 48]}",
@@ -110,3 +127,23 @@ def test_two_process_ddp_ends_identical_on_both_ranks(tmp_path):
     )
     assert single["seg/miou"] == pytest.approx(reports[0]["metrics"]["val/seg/miou"], abs=1e-6)
     assert single["seg/aacc"] == pytest.approx(reports[0]["metrics"]["val/seg/aacc"], abs=1e-6)
+
+    # Exact evaluation: each validation image once across the ranks, and the summed
+    # confusion matrix equal to the one-process one.
+    evaluated = reports[0]["evaluated"] + reports[1]["evaluated"]
+    assert sorted(evaluated) == sorted(set(evaluated)) and len(evaluated) == 5
+    assert reports[0]["confmat"] == reports[1]["confmat"] == _single_process_confmat(run)
+
+
+def _single_process_confmat(run: Path) -> list[list[int]]:
+    from dejavu.metrics import SegmentationMetrics
+    from dejavu.toolkit.training import DenseDataModule, load_eval_model
+
+    cfg = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto"])
+    model, _ = load_eval_model(run / "last.ckpt")
+    metric = SegmentationMetrics(6)
+    loader = DenseDataModule(cfg).val_dataloader()
+    with torch.no_grad():
+        for batch in loader:
+            metric.update(model(batch["image"])["seg"].argmax(dim=1), batch["seg"])
+    return metric.confmat.long().tolist()

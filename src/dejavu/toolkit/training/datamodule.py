@@ -8,9 +8,11 @@ process, so Lightning keeps it) shuffles with ``seed + epoch`` and yields
 and Python's) RNG from the key before the sample's random transforms run,
 restoring the previous RNG state afterwards. A run resumed at epoch ``e``
 therefore sees exactly the batches an uninterrupted run would, with any
-number of workers. Evaluation loaders are unshuffled; under DDP, Lightning
-gives them a ``DistributedSampler`` (which repeats a few samples when the
-split does not divide evenly among the processes).
+number of workers. Evaluation loaders are unshuffled; under DDP each process
+takes every ``world_size``-th sample (:class:`ShardSampler`), so every sample
+is evaluated exactly once and the all-reduced metrics are those of the whole
+split (Lightning's own ``DistributedSampler`` would repeat a few samples when
+the split does not divide evenly among the processes).
 
 Semi-supervised training (``data.labeled_fraction`` < 1, or
 ``data.unlabeled_root`` with DejaVu) uses :class:`SemiSupervisedSampler`
@@ -41,6 +43,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 
 from dejavu.toolkit.config import ExperimentConfig
+from dejavu.toolkit.errors import ConfigError
 
 __all__ = [
     "DenseDataModule",
@@ -48,6 +51,7 @@ __all__ = [
     "SeededSamples",
     "SemiSupervisedSampler",
     "SemiSupervisedSamples",
+    "ShardSampler",
     "derive_seed",
     "labeled_subset",
     "sample_seed",
@@ -149,6 +153,30 @@ class EpochSampler(DistributedSampler):
         epoch = self.epoch
         for index in super().__iter__():
             yield (epoch, index)
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation indices of one process, without repeats: rank ``r`` of ``W`` takes
+    ``r, r + W, r + 2W, ...`` (the shards differ by at most one sample).
+
+    A ``DistributedSampler`` subclass, so Lightning keeps it instead of adding
+    its own (which pads the shards to equal length by repeating samples).
+
+    Example:
+        >>> [list(ShardSampler(range(5), num_replicas=2, rank=r)) for r in (0, 1)]
+        [[0, 2, 4], [1, 3]]
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def labeled_subset(num_samples: int, fraction: float, seed: int) -> list[int]:
@@ -361,6 +389,9 @@ class DenseDataModule(pl.LightningDataModule):
         super().__init__()
         from dejavu.toolkit.data import dataset_class
 
+        from dejavu.toolkit.data.limits import set_max_image_pixels
+
+        set_max_image_pixels(cfg.data.max_image_pixels)  # checked by every image reader
         self.cfg = cfg
         self.dataset_cls = dataset_class(cfg.data.name)
         self.datasets: dict[str, Dataset] = {}
@@ -619,9 +650,20 @@ class DenseDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, role: str) -> DataLoader:
         d = self.cfg.data
+        ds = self.dataset(role)
+        world, rank = self._world()
+        sampler = None
+        if world > 1:
+            if len(ds) < world:  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"the {role} split has {len(ds)} images for {world} processes; "  # type: ignore[arg-type]
+                    "every process needs at least one"
+                )
+            sampler = ShardSampler(ds, world, rank)
         return DataLoader(
-            self.dataset(role),
+            ds,
             batch_size=d.val_batch_size or d.batch_size,
+            sampler=sampler,
             shuffle=False,
             num_workers=d.num_workers,
             collate_fn=self._collate(),
