@@ -29,7 +29,7 @@ from dejavu.toolkit.compare import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CAMVID = ROOT / "benchmarks" / "results" / "camvid_compare.json"
+CAMVID = ROOT / "benchmarks" / "results" / "camvid_compare_crmf.json"
 
 
 # ------------------------------------------------------------ paired_difference
