@@ -11,6 +11,10 @@ import pytest
 import torch
 import yaml
 
+# The extension examples of docs/extending.md register toy classes when imported; only
+# tests/toolkit/test_extending.py imports them (and restores the registries after).
+collect_ignore = ["toolkit/plugins"]
+
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
@@ -26,7 +30,9 @@ def _one_torch_thread():
 def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and value.get("_replace_"):  # as in config files
+            out[key] = {k: copy.deepcopy(v) for k, v in value.items() if k != "_replace_"}
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -36,7 +42,8 @@ def _merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 def tiny_config(directory: Path, **sections: Any) -> dict[str, Any]:
     """A tiny segmentation config on the embedded scenes (seconds to train), as a mapping.
 
-    ``sections`` are deep-merged on top (``data={"num_val": 4}`` changes one key).
+    ``sections`` are deep-merged on top (``data={"num_val": 4}`` changes one key; a
+    mapping with ``_replace_: True`` replaces the default one, as in config files).
     """
     cfg: dict[str, Any] = {
         "name": "tiny",

@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="show Lightning's informational messages"
     )
+    parser.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="FILE_OR_MODULE",
+        help="import a .py file or a module first, e.g. one that registers a redaction, CRM, "
+        "model, dataset or task (repeatable; see docs/extending.md)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("fit", help="train a model from a config", description="Train a model.")
@@ -568,6 +577,41 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def load_plugins(plugins: Sequence[str]) -> None:
+    """Import each plugin: a ``.py`` file (by path) or a module (by dotted name).
+
+    A plugin registers what it adds when imported (``register_redaction``,
+    ``register_crm``, ``register_model``, ``register_dataset``,
+    ``register_head`` / ``register_task``); see docs/extending.md.
+
+    Raises:
+        UserPathError: a ``.py`` file that does not exist.
+        ConfigError: a module that cannot be found.
+    """
+    import importlib
+    import importlib.util
+
+    for plugin in plugins:
+        if plugin.endswith(".py"):
+            path = Path(plugin)
+            if not path.is_file():
+                raise UserPathError(f"--plugin file not found: {path}")
+            name = f"dejavu_plugin_{path.stem}"
+            loaded = sys.modules.get(name)
+            if loaded is not None and Path(str(loaded.__file__)).resolve() == path.resolve():
+                continue  # imported already (its classes are registered)
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ModuleNotFoundError as exc:
+                raise ConfigError(f"--plugin module not found: {plugin} ({exc})") from exc
+
+
 # ---------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dejavu`` command line.
@@ -586,6 +630,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and argparse's own usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        load_plugins(args.plugins)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     if not args.verbose and args.command in _TRAINER_COMMANDS:
         _quiet_lightning()
     try:

@@ -144,6 +144,8 @@ class HeadSpec:
             and ``compute() -> dict``.
         metric_input: what the metric gets from a prediction (``seg``: argmax labels).
         metric_names: the scalar names ``metric.compute()`` returns.
+        higher_is_better: metric name -> whether higher is better, for names that
+            :data:`dejavu.metrics.HIGHER_IS_BETTER` does not know.
         per_class_metrics: vector (one value per class) names -> higher is better.
         conditioning: the :class:`dejavu.conditioning.Conditioning` kind of the head.
         colorize: ``colorize(value, num_classes, value_range) -> H x W x 3 uint8``
@@ -165,10 +167,21 @@ class HeadSpec:
     colorize: Colorizer
     monitor: tuple[str, str]
     metric_input: Callable[[Tensor], Tensor] = lambda pred: pred
+    higher_is_better: Mapping[str, bool] = field(default_factory=dict)
     per_class_metrics: Mapping[str, bool] = field(default_factory=dict)
     activation_option: str | None = None
     colour_range: Callable[[Tensor], tuple[float, float] | None] = lambda target: None
     to_array: Callable[[Tensor], np.ndarray] = lambda value: value.numpy().astype(np.float32)
+
+    def higher_is_better_for(self, metric: str) -> bool:
+        """Whether a higher value of the scalar ``metric`` is better.
+
+        Raises:
+            KeyError: for a metric with no known direction.
+        """
+        if metric in self.higher_is_better:
+            return bool(self.higher_is_better[metric])
+        return bool(HIGHER_IS_BETTER[metric])
 
     def activate(self, raw: Tensor, options: Mapping[str, Any] | None = None) -> Tensor:
         """Apply the activation that ``options[activation_option]`` names (default: the first)."""
@@ -216,6 +229,12 @@ def register_head(spec: HeadSpec) -> HeadSpec:
         raise ValueError(
             f"head {spec.key!r}: monitor must be (one of {spec.metric_names}, 'max'|'min'), "
             f"got {spec.monitor!r}"
+        )
+    unknown = [m for m in spec.metric_names if m not in spec.higher_is_better]
+    unknown = [m for m in unknown if m not in HIGHER_IS_BETTER]
+    if unknown:
+        raise ValueError(
+            f"head {spec.key!r}: say in higher_is_better whether higher is better for {unknown}"
         )
     register_target(spec.target)
     _HEADS[spec.key] = spec
@@ -290,7 +309,7 @@ def metric_direction(name: str, heads: Sequence[str], num_classes: int | None = 
         spec = _HEADS[key]
         metric, _, index = rest.partition("/")
         if not index and metric in spec.metric_names:
-            return "max" if HIGHER_IS_BETTER[metric] else "min"
+            return "max" if spec.higher_is_better_for(metric) else "min"
         in_range = index.isdigit() and (num_classes is None or int(index) < num_classes)
         if metric in spec.per_class_metrics and in_range:
             return "max" if spec.per_class_metrics[metric] else "min"
