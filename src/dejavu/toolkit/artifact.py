@@ -46,7 +46,7 @@ from typing import IO, Any
 
 from torch import nn
 
-from dejavu.toolkit.errors import UserPathError
+from dejavu.toolkit.errors import ConfigError, UserPathError
 
 __all__ = [
     "BASE_JSON",
@@ -200,21 +200,48 @@ def read_base_metadata(weights: str | Path) -> dict[str, Any]:
             f"{meta_path} not found: a base network's weights ({weights.name}) need the JSON "
             "written beside them to rebuild the network"
         )
-    return json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{meta_path} is not valid JSON (truncated or corrupt: {err})") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{meta_path} must hold a JSON object, got {type(meta).__name__}")
+    return meta
 
 
-def load_base_weights(model: nn.Module, weights: str | Path) -> nn.Module:
-    """Load ``base.safetensors`` into ``model`` (strictly: every key must match)."""
-    from safetensors.torch import load_model
+def load_base_weights(
+    model: nn.Module, weights: str | Path, network: str | None = None
+) -> nn.Module:
+    """Load ``base.safetensors`` into ``model`` (strictly: every key and shape must match).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file safetensors cannot read (truncated, not safetensors) or
+            weights made for another network (named ``network``; default: the
+            model's class), listing a few missing/unexpected keys.
+    """
+    from safetensors.torch import load_file
+
+    from dejavu.toolkit.checkpoint_files import load_state_checked, safetensors_error
 
     weights, _ = base_paths(weights)
-    missing, unexpected = load_model(model, str(weights), strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights} does not fit the network: missing keys {sorted(missing)[:10]}, "
-            f"unexpected keys {sorted(unexpected)[:10]}"
-        )
-    return model
+    if not weights.is_file():
+        raise UserPathError(f"base-network weights not found: {weights}")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors' own error type varies between versions
+        raise safetensors_error(weights, err) from None
+    # Tied weights are stored once (save_model): fill in the aliases the file left out.
+    own = model.state_dict()
+    for name, value in own.items():
+        if name not in state:
+            twin = next(
+                (k for k, v in own.items() if k in state and v.data_ptr() == value.data_ptr()),
+                None,
+            )
+            if twin is not None:
+                state[name] = state[twin]
+    return load_state_checked(model, state, weights, network or type(model).__name__)
 
 
 def load_base(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -236,8 +263,8 @@ def load_base(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     meta = read_base_metadata(weights)
     for key in ("model", "heads"):
         if key not in meta:
-            raise ValueError(f"{meta_path} has no {key!r} entry")
+            raise ConfigError(f"{meta_path} has no {key!r} entry")
     model = create_model(meta["model"], heads=meta["heads"], **meta.get("model_kwargs", {}))
     if meta.get("regeneration_removed"):
         model = strip_training_only(model)
-    return load_base_weights(model, weights).eval(), meta
+    return load_base_weights(model, weights, str(meta["model"])).eval(), meta

@@ -40,7 +40,13 @@ from rich.console import Console
 from rich.table import Table
 
 import dejavu
-from dejavu.toolkit.errors import ConfigError, RunExistsError, UserPathError, user_input
+from dejavu.toolkit.errors import (
+    ConfigError,
+    RunExistsError,
+    UserPathError,
+    one_line,
+    user_input,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -642,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         if args.debug:
             traceback.print_exc()
-        _error(str(exc))
+        _error(one_line(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted")

@@ -28,7 +28,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["ConfigError", "RunExistsError", "UserPathError", "user_input"]
+__all__ = [
+    "ConfigError",
+    "RunExistsError",
+    "UserPathError",
+    "one_line",
+    "user_input",
+    "yaml_error_message",
+]
 
 
 class ConfigError(ValueError):
@@ -41,6 +48,52 @@ class UserPathError(ConfigError, FileNotFoundError):
 
 class RunExistsError(ConfigError, FileExistsError):
     """A fresh run into a run directory that already holds one."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of a user error as one line, for ``dejavu: error: ...``.
+
+    A DataLoader worker re-raises its exception in the main process with the
+    worker's traceback in the message ("Caught ConfigError in DataLoader
+    worker process 0. Original Traceback ..."); the original message is its
+    last line. Other line breaks become ``"; "``.
+
+    Example:
+        >>> one_line(ConfigError("Caught ConfigError in DataLoader worker process 0.\\n"
+        ...     "Original Traceback (most recent call last):\\n  File ...\\n"
+        ...     "dejavu.toolkit.errors.ConfigError: a.png: corrupt or truncated image"))
+        'a.png: corrupt or truncated image (in a data-loader worker)'
+    """
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        name = type(exc).__name__
+        for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
+            if last.startswith(prefix):
+                last = last[len(prefix) :]
+                break
+        return f"{last} (in a data-loader worker)"
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def yaml_error_message(exc: Exception, where: str) -> str:
+    """One line for a YAML syntax error: ``<where>, line L, column C: invalid YAML: <problem>``.
+
+    Example:
+        >>> import yaml
+        >>> try:
+        ...     yaml.safe_load("a: 1\\n b: 2\\n")
+        ... except yaml.YAMLError as exc:
+        ...     print(yaml_error_message(exc, "c.yaml"))
+        c.yaml, line 2, column 3: invalid YAML: mapping values are not allowed here
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    if mark is None or problem is None:
+        return f"{where}: invalid YAML: {' '.join(str(exc).split())}"
+    detail = f"{problem} ({context})" if context else str(problem)
+    return f"{where}, line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {detail}"
 
 
 @contextlib.contextmanager

@@ -57,15 +57,21 @@ def run_predict(
     Args:
         cfg: the experiment config (its ``data`` section when ``inputs`` is None).
         checkpoint: ``.ckpt``, ``base.safetensors`` or a run directory.
-        inputs: image files (named by their stem); ``None``: the ``data.test_split``
-            samples (named by the dataset).
+        inputs: image files or folders of them (named by their stem; see
+            :func:`~dejavu.toolkit.data.io.input_images`); ``None``: the
+            ``data.test_split`` samples (named by the dataset).
         out_dir: where to write (created).
 
     Returns:
         The files written.
     """
-    from dejavu.toolkit.data.io import image_to_tensor, read_image
+    from dejavu.toolkit.data.io import image_to_tensor, input_images, read_image
+    from dejavu.toolkit.data.limits import set_max_image_pixels
 
+    set_max_image_pixels(cfg.data.max_image_pixels)
+    # Folders expanded and every image read once first: a bad file is an error before
+    # anything is written.
+    files = input_images(inputs) if inputs is not None else None
     model, meta = load_eval_model(checkpoint)
     use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -76,14 +82,14 @@ def run_predict(
     std = torch.tensor(meta["std"]).view(3, 1, 1)
 
     def samples() -> Any:
-        if inputs is None:
+        if files is None:
             ds = DenseDataModule(cfg).dataset("test")
             for i in range(len(ds)):  # type: ignore[arg-type]
                 s = ds[i]
                 yield str(s.get("name", f"{i:06d}")), s["image"]
         else:
-            for p in inputs:
-                yield Path(p).stem, (image_to_tensor(read_image(p)) - mean) / std
+            for p in files:
+                yield p.stem, (image_to_tensor(read_image(p)) - mean) / std
 
     written: list[Path] = []
     with torch.inference_mode():

@@ -16,7 +16,7 @@ import yaml
 
 from dejavu.toolkit.config.schema import ExperimentConfig
 from dejavu.toolkit.config.validation import validate_config
-from dejavu.toolkit.errors import ConfigError, UserPathError
+from dejavu.toolkit.errors import ConfigError, UserPathError, yaml_error_message
 
 __all__ = [
     "apply_overrides",
@@ -57,7 +57,7 @@ def _parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
+        raise ConfigError(yaml_error_message(exc, where)) from exc
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

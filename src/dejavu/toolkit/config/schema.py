@@ -91,6 +91,10 @@ class DataConfig:
     unlabeled_batch_size: int | None = None
     """Unlabelled images per training batch and process, after the ``batch_size`` labelled
     ones, when there is an unlabelled pool; ``None``: equal to ``batch_size``."""
+    max_image_pixels: int | None = 100_000_000
+    """Largest image (width x height) any reader decodes; a larger one is refused from its
+    header, before it is decoded (a 20000 x 20000 PNG is a few KB on disk and 1.2 GB in
+    memory). ``None``: no limit (PIL's own decompression-bomb guard is off either way)."""
 
 
 @dataclass

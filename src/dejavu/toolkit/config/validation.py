@@ -46,8 +46,11 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def _validate(cfg: ExperimentConfig) -> None:
-    if not cfg.name or "/" in cfg.name or "\\" in cfg.name:
-        raise ConfigError(f"name must be a non-empty folder name without '/', got {cfg.name!r}")
+    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(
+            f"name must be a non-empty folder name without '/' (and not '.' or '..': the run "
+            f"directory lies inside output_dir), got {cfg.name!r}"
+        )
     from dejavu.conditioning import Conditioning
     from dejavu.losses import RegenerationLoss
     from dejavu.redaction import check_redaction_options, create_redaction
@@ -83,7 +86,9 @@ def _validate(cfg: ExperimentConfig) -> None:
             "different sizes cannot be batched without a crop)"
         )
     check_in_range(d.color_jitter, "data.color_jitter", 0.0, 1.0)
-    for name in ("pad_to_multiple", "num_train", "num_val", "unlabeled_batch_size"):
+    for name in (
+        "pad_to_multiple", "num_train", "num_val", "unlabeled_batch_size", "max_image_pixels"
+    ):  # fmt: skip
         if getattr(d, name) is not None:
             _positive_int(getattr(d, name), f"data.{name}")
     check_in_range(d.labeled_fraction, "data.labeled_fraction", 0.0, 1.0, low_inclusive=False)

@@ -105,6 +105,8 @@ class FolderDataset(DenseDataset):
         else:
             split_file = require_file(self.root / "splits" / f"{split}.txt", _LAYOUT)
             stems = [s.strip() for s in split_file.read_text().splitlines() if s.strip()]
+            if not stems:
+                raise UserPathError(f"{split_file} lists no images (the {split!r} split is empty)")
             missing = [s for s in stems if s not in by_stem]
             if missing:
                 raise UserPathError(

@@ -12,15 +12,19 @@ tensors of the sample format (see :mod:`dejavu.toolkit.data`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from dejavu.toolkit.data.limits import check_image_pixels, max_image_pixels
 from dejavu.toolkit.errors import ConfigError, UserPathError
 from dejavu.toolkit.tasks.heads import IGNORE_INDEX  # the segmentation target's ignore label
 
@@ -31,6 +35,7 @@ __all__ = [
     "check_label_values",
     "check_same_size",
     "image_to_tensor",
+    "input_images",
     "read_array",
     "read_image",
     "read_label",
@@ -77,30 +82,72 @@ def require_file(path: PathLike, layout: str) -> Path:
     return p
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_bomb_guard_off() -> Iterator[None]:
+    # PIL's own decompression-bomb guard (a warning above ~89 MP, an error above twice
+    # that) is replaced by data.max_image_pixels, checked right after the header is read.
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
 def _open(path: PathLike) -> Image.Image:
-    """Open and fully decode an image, wrapping PIL's errors with the file name."""
+    """Open and fully decode an image, wrapping PIL's errors with the file name.
+
+    The image's size is read from its header and checked against
+    ``data.max_image_pixels`` (:mod:`dejavu.toolkit.data.limits`) before
+    anything is decoded.
+    """
     p = Path(path)
     if not p.is_file():
         raise UserPathError(f"image file not found: {p}")
+    if p.stat().st_size == 0:
+        raise ConfigError(f"{p}: empty file (0 bytes), not an image")
     try:
-        img = Image.open(p)
+        with _pil_bomb_guard_off():
+            img = Image.open(p)  # reads the header only
+        check_image_pixels(img.size, p, max_image_pixels())
         # Image.open only reads the header; a truncated file fails in load().
         img.load()
     except UnidentifiedImageError as e:
         raise ConfigError(f"{p}: not a readable image file ({e})") from e
+    except ConfigError:
+        raise
     except (OSError, SyntaxError, ValueError) as e:
         raise ConfigError(f"{p}: corrupt or truncated image ({e})") from e
     return img
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image as ``H x W x 3`` uint8 RGB.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
-    Grey-scale, palette and RGBA files are converted to RGB.
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image as ``H x W x 3`` uint8 RGB, the way an image viewer shows it.
+
+    - EXIF orientation is applied (:func:`PIL.ImageOps.exif_transpose`): a
+      photo stored sideways with "rotate 90" in its EXIF comes out upright,
+      as viewers (and OpenCV's ``imread``) show it. Label maps are read as
+      stored (:func:`read_label`).
+    - Grey-scale, palette, CMYK, LA and RGBA files are converted to RGB
+      (alpha is dropped, not composited).
+    - 16-bit grey-scale files (mode ``I;16``, and ``I`` read as 16-bit) are
+      scaled to 8 bits (``round(v / 257)``, so 65535 -> 255) instead of being
+      clipped at 255; 16-bit RGB PNGs are reduced to 8 bits by PIL itself.
+    - A file larger than ``data.max_image_pixels`` is refused before it is
+      decoded (:mod:`dejavu.toolkit.data.limits`).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: naming the file if it is corrupt, truncated or not an image.
+        ValueError: naming the file if it is empty, corrupt, truncated, not an
+            image or too large.
 
     Example:
         >>> import tempfile, PIL.Image
@@ -110,9 +157,57 @@ def read_image(path: PathLike) -> np.ndarray:
         (3, 4, 3)
     """
     img = _open(path)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:  # an unreadable EXIF block
+        raise ConfigError(f"{path}: corrupt EXIF data ({e})") from e
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr = np.asarray(img).astype(np.float64)
+        grey = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)
+
+
+def input_images(paths: Sequence[PathLike]) -> list[Path]:
+    """The image files named by ``paths`` (``dejavu predict --input``), all checked first.
+
+    A folder stands for the image files directly inside it (by extension, any
+    case: ``.png .jpg .jpeg .bmp .tif .tiff .webp``; other files and hidden
+    ones are ignored); a file is taken whatever its extension. Every image is
+    then decoded once (:func:`read_image`), so a missing, empty, truncated,
+    non-image or too-large file is reported, naming it, before any
+    prediction is written.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or a folder without images.
+        ValueError: naming the first file that cannot be read as an image.
+    """
+    from dejavu.toolkit.data.folder import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and not f.name.startswith(".")
+                and f.suffix.lower() in IMAGE_EXTENSIONS
+            )  # fmt: skip
+            if not found:
+                raise UserPathError(
+                    f"{p}: no image files in this folder (looked for {' '.join(IMAGE_EXTENSIONS)})"
+                )
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UserPathError(f"input not found: {p}")
+    for f in files:
+        read_image(f)
+    return files
 
 
 def read_label(path: PathLike) -> np.ndarray:

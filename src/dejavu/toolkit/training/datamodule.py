@@ -388,7 +388,6 @@ class DenseDataModule(pl.LightningDataModule):
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__()
         from dejavu.toolkit.data import dataset_class
-
         from dejavu.toolkit.data.limits import set_max_image_pixels
 
         set_max_image_pixels(cfg.data.max_image_pixels)  # checked by every image reader

@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import pickle
 import sys
 import time
 import warnings
@@ -52,13 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import nn
 
-from dejavu._validation import unsafe_checkpoint_error
 from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
+from dejavu.toolkit.checkpoint_files import load_state_checked, read_checkpoint
 from dejavu.toolkit.config import (
     ExperimentConfig,
     TrainerConfig,
@@ -340,19 +338,31 @@ def run_fit(
 
 # --------------------------------------------------------------------------- loading
 def _load_ckpt(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only.
+    """Read a training checkpoint with ``torch.load(weights_only=True)``: tensors and plain
+    data only (:func:`~dejavu.toolkit.checkpoint_files.read_checkpoint`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file holds anything else (a pickled object, which could
-            run code when unpickled): it is not a safe checkpoint.
+        ValueError: the file is empty, not a checkpoint, truncated, corrupt, has no
+            ``state_dict`` or holds anything else than tensors and plain data (a
+            pickled object, which could run code when unpickled: not a safe checkpoint).
     """
-    if not path.is_file():
-        raise UserPathError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ConfigError(str(unsafe_checkpoint_error(path, err))) from None
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ConfigError(
+            f"{path} is not a dejavu training checkpoint (no state_dict; give a .ckpt written "
+            "by dejavu fit, a base.safetensors or a run directory)"
+        )
+    return ckpt
+
+
+def _network_name(cfg: ExperimentConfig, ckpt: dict[str, Any] | None = None) -> str:
+    # How a network is named when a checkpoint's weights do not fit it.
+    saved = ckpt.get("config") if ckpt is not None else None
+    other = saved.get("model", {}).get("name") if isinstance(saved, dict) else None
+    if other and other != cfg.model.name:
+        return f"{cfg.model.name} (the checkpoint's config names {other})"
+    return cfg.model.name
 
 
 def _checkpoint_config(
@@ -396,7 +406,7 @@ def load_run(checkpoint: str | Path) -> tuple[ExperimentConfig, DejaVuModule]:
     ckpt = _load_ckpt(Path(checkpoint))
     cfg, hp = _checkpoint_config(ckpt, checkpoint)
     module = _module_from_hparams(cfg, hp)
-    module.load_state_dict(ckpt["state_dict"], strict=True)
+    load_state_checked(module, ckpt["state_dict"], checkpoint, _network_name(cfg))
     return cfg, module.eval()
 
 
@@ -432,7 +442,7 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
     module = _module_from_hparams(_eval_config(cfg), hp)
     base_state, _ = split_state_dict(ckpt["state_dict"])
     model = module.eval_model()
-    model.load_state_dict(base_state, strict=True)
+    load_state_checked(model, base_state, path, _network_name(cfg))
     meta = module.export_metadata()
     meta.update(epoch=ckpt.get("epoch"), global_step=ckpt.get("global_step"))
     return model.eval(), meta
@@ -450,10 +460,11 @@ def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Pat
     if checkpoint.is_dir():
         checkpoint = checkpoint / BASE_WEIGHTS
     if checkpoint.suffix == ".safetensors":
-        load_base_weights(module.eval_model(), checkpoint)
+        load_base_weights(module.eval_model(), checkpoint, cfg.model.name)
     else:
-        base_state, _ = split_state_dict(_load_ckpt(checkpoint)["state_dict"])
-        module.eval_model().load_state_dict(base_state, strict=True)
+        ckpt = _load_ckpt(checkpoint)
+        base_state, _ = split_state_dict(ckpt["state_dict"])
+        load_state_checked(module.eval_model(), base_state, checkpoint, _network_name(cfg, ckpt))
     return module
 
 
