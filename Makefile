@@ -22,6 +22,8 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(PY) -m mypy
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/redaction.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from numbers import Real
+from typing import Any, TypeGuard
 
 from torch import Tensor
 
@@ -84,7 +85,7 @@ def check_in_range(
     return v
 
 
-def is_pair_like(value: object) -> bool:
+def is_pair_like(value: object) -> TypeGuard[Sequence[Any]]:
     """Whether ``value`` is a sequence of items (a list, tuple, ...), not text or bytes.
 
     ``str``, ``bytes`` and ``bytearray`` are sequences too, but a parameter
@@ -123,7 +124,7 @@ def as_range(
             raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
         lo, hi = value
     else:
-        lo = hi = value  # type: ignore[assignment]
+        lo = hi = value
     kw = {"low_inclusive": low_inclusive, "high_inclusive": high_inclusive}
     lo_f = check_in_range(lo, name, low, high, **kw)
     hi_f = check_in_range(hi, name, low, high, **kw)

@@ -1,7 +1,7 @@
 """Conditioning ``phi(C)``: turn the base network's dense predictions into CRM input.
 
 DejaVu regenerates the redacted image *conditioned on the network's own
-prediction*; this module defines what the CRM actually sees (DESIGN.md, §2):
+prediction*; this module defines what the CRM actually sees (docs/method.md section 2):
 
 - segmentation: softmax probabilities (class-wise soft masks), optionally
   straight-through hard masks (one-hot forward, softmax gradient) which close
@@ -540,7 +540,8 @@ class Conditioning(nn.Module):
         """
         self._check_keys(pred, "pred")
         tensors = [check_image(pred[k], f"pred[{k!r}]") for k in self.spec]
-        target = _check_size(size) if size is not None else tuple(tensors[0].shape[-2:])
+        h, w = tensors[0].shape[-2:]
+        target = _check_size(size) if size is not None else (int(h), int(w))
         batch = tensors[0].shape[0]
         outs = []
         for (key, kind), x in zip(self.spec.items(), tensors, strict=True):

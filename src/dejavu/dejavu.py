@@ -15,7 +15,7 @@ branches on the variant: both build their output with :func:`objective_output`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
 from dejavu.conditioning import Conditioning, resize_conditioning
-from dejavu.crm import create_crm, list_crms
+from dejavu.crm import CRMBase, create_crm, list_crms
 from dejavu.losses import RegenerationLoss
+from dejavu.losses.regeneration import RegenLossKind
 from dejavu.redaction import Redaction, create_redaction
 
 __all__ = [
@@ -122,6 +123,11 @@ class DejaVu(nn.Module):
         True
     """
 
+    num_steps: Tensor
+    crm: CRMBase | None
+    conditioning: Conditioning
+    text_supervision: nn.Module | None
+
     def __init__(
         self,
         base: nn.Module,
@@ -181,7 +187,9 @@ class DejaVu(nn.Module):
         self.redaction = redaction
         self.crm = self._build_crm(crm, cond_channels, crm_kwargs)
         self.regen_loss = (
-            RegenerationLoss(regen_loss) if isinstance(regen_loss, str) else regen_loss
+            RegenerationLoss(cast(RegenLossKind, regen_loss))
+            if isinstance(regen_loss, str)
+            else regen_loss
         )
         self.text_supervision = text_supervision
 
@@ -218,11 +226,13 @@ class DejaVu(nn.Module):
         crm: nn.Module | str | None,
         cond_channels: int | None,
         crm_kwargs: Mapping[str, Any] | None,
-    ) -> nn.Module | None:
+    ) -> CRMBase | None:
         if crm is None or isinstance(crm, nn.Module):
             if crm_kwargs:
                 raise ValueError("crm_kwargs is only used when crm is given by name")
-            return crm
+            # A module given directly needs CRMBase's interface (working_size,
+            # resize_to_working, cond_channels), not its class.
+            return cast(CRMBase | None, crm)
         if crm not in list_crms():
             allowed = ", ".join(repr(k) for k in list_crms())
             raise ValueError(f"unknown crm {crm!r}; allowed: {allowed}, a module, None")
@@ -339,10 +349,12 @@ class DejaVu(nn.Module):
                 )
                 cyclic, _ = self._task_loss(self.predict(full), task_batch)
             if self.text_weight > 0 and any_labeled:
+                assert self.text_supervision is not None  # checked in __init__
                 text = self.text_supervision(labeled_regen, task_batch[self.text_target_key])
 
         if sa_regenerated is not None:
-            sa_target = resize_conditioning(image, tuple(sa_regenerated.shape[-2:]))
+            sa_h, sa_w = sa_regenerated.shape[-2:]
+            sa_target = resize_conditioning(image, (int(sa_h), int(sa_w)))
             sa = self.regen_loss(sa_regenerated, sa_target, keep=redacted.keep)
 
         w_regen = self.current_regen_weight(step)
@@ -391,6 +403,7 @@ class DejaVu(nn.Module):
         """
         from dejavu.truth_conditioning import truth_conditioning
 
+        assert self.crm is not None
         channels = self._pred_channels
         if channels is None:
             (key,) = self.conditioning.spec  # one key: its channels are the CRM's
@@ -401,7 +414,7 @@ class DejaVu(nn.Module):
             self.conditioning,
             batch,
             channels,
-            tuple(cond.shape[-2:]),
+            (int(cond.shape[-2]), int(cond.shape[-1])),
             self.ignore_index,
             fill=cond[rows],
         ).to(cond.dtype)

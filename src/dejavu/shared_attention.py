@@ -1,6 +1,6 @@
 """DejaVu-SA: an attention block whose query/key projections a regeneration branch shares.
 
-DESIGN.md section 8. The block sits in a base network's decoder, on a
+docs/method.md section 8. The block sits in a base network's decoder, on a
 ``B x C x h x w`` feature map, and attends over the ``h * w`` positions.
 
 - Task branch (always runs): pre-norm multi-head self-attention with a
@@ -231,6 +231,8 @@ class SharedAttention(nn.Module):
                 "the regeneration branch was removed (remove_regeneration()); "
                 "call the module without x_redacted or in eval mode"
             )
+        assert self.regen_v is not None and self.regen_norm is not None
+        assert self.regen_head is not None
         B, C, h, w = x_redacted.shape
         tokens_r = x_redacted.flatten(2).transpose(1, 2)
         v_r = self._split_heads(self.regen_v(self.regen_norm(tokens_r)))

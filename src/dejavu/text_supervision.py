@@ -1,4 +1,4 @@
-"""DejaVu-TS: text supervision of the regenerated image with a frozen CLIP (DESIGN.md section 7).
+"""DejaVu-TS: text supervision of the regenerated image by a frozen CLIP (docs/method.md, 7).
 
 A frozen open_clip model embeds the regenerated image and a prompt built from
 the class names present in the target ("a photo of road, car and sky");
@@ -258,6 +258,10 @@ class TextSupervision(nn.Module):
         (True, True)
     """
 
+    _clip: Any  # the open_clip model (untyped), kept out of the registered submodules
+    _scale: Tensor
+    _shift: Tensor
+
     def __init__(
         self,
         class_names: Sequence[str],
@@ -411,7 +415,7 @@ def _as_triple(values: Sequence[float], name: str) -> tuple[float, float, float]
     vals = tuple(float(v) for v in values)
     if len(vals) != 3:
         raise ValueError(f"{name} must have 3 values (one per RGB channel), got {values!r}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def _as_size(size: int | Sequence[int]) -> tuple[int, int]:

@@ -119,6 +119,9 @@ class RecursiveCRM(CRMBase):
         in_channels = self.image_channels + phi_channels + 1 + int(self.use_keep)
         self.unet = UNet(in_channels, self.image_channels, width=width, depth=depth, norm=norm)
 
+    _class_idx: Tensor
+    _other_idx: Tensor
+
     def _phi_and_masks(self, cond: Tensor) -> list[tuple[Tensor, Tensor]]:
         """``(phi_t, m_t)`` for every step, from the working-resolution conditioning."""
         if not self.groups:

@@ -1,4 +1,4 @@
-"""Regeneration losses of DejaVu (DESIGN.md section 4): l1, l2, charbonnier, l1+ssim.
+"""Regeneration losses of DejaVu (docs/method.md section 4): l1, l2, charbonnier, l1+ssim.
 
 Example:
     >>> import torch

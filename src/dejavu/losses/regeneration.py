@@ -1,4 +1,4 @@
-"""The DejaVu regeneration loss ``L_regen = mean(w * l(I_hat - I))`` (DESIGN.md section 4).
+"""The DejaVu regeneration loss ``L_regen = mean(w * l(I_hat - I))`` (docs/method.md section 4).
 
 Definitions (this project's; the paper gives no formula):
 

@@ -147,6 +147,7 @@ def _ssim_map(
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.to(dtype)
         y = y.to(dtype)
+        L: float | Tensor
         if data_range is None:
             with torch.no_grad():
                 L = torch.maximum(x.max() - x.min(), y.max() - y.min())

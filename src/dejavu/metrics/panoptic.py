@@ -29,7 +29,7 @@ are plain means over the categories with ``TP + FP + FN > 0``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import torch
 from torch import Tensor
@@ -55,7 +55,7 @@ class PanopticStats(NamedTuple):
     fn: Tensor  # int64
 
 
-def _is_int(x: object) -> bool:
+def _is_int(x: object) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -107,7 +107,8 @@ def _check_panoptic(x: object, name: str) -> Tensor:
 
 
 class _Segments(NamedTuple):
-    index: Tensor  # B x H x W, segment index per pixel, -1 on VOID
+    # B x H x W, segment index per pixel, -1 on VOID (the field shadows tuple.index)
+    index: Tensor  # type: ignore[assignment]
     category: Tensor  # S, category index (position in the category list)
     area: Tensor  # S, pixel count
     crowd: Tensor  # S, bool

@@ -5,18 +5,29 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TypeVar
+from typing import ParamSpec, TypeVar, overload
 
 import torch
 
 __all__ = ["cached_constant", "compute_dtype", "no_autocast"]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+@overload
+def cached_constant(fn: Callable[_P, _T], *, maxsize: int = 256) -> Callable[_P, _T]: ...
+
+
+@overload
+def cached_constant(
+    fn: None = None, *, maxsize: int = 256
+) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]: ...
 
 
 def cached_constant(
-    fn: Callable[..., _T] | None = None, *, maxsize: int = 256
-) -> Callable[..., _T] | Callable[[Callable[..., _T]], Callable[..., _T]]:
+    fn: Callable[_P, _T] | None = None, *, maxsize: int = 256
+) -> Callable[_P, _T] | Callable[[Callable[_P, _T]], Callable[_P, _T]]:
     """Cache small index/twiddle tensors per (size, device, dtype) arguments.
 
     Use as ``@cached_constant`` or ``@cached_constant(maxsize=16)``. The
@@ -25,15 +36,15 @@ def cached_constant(
     backward in a later training step.
     """
 
-    def decorate(f: Callable[..., _T]) -> Callable[..., _T]:
+    def decorate(f: Callable[_P, _T]) -> Callable[_P, _T]:
         cached = lru_cache(maxsize=maxsize)(f)
 
-        def wrapper(*args: object) -> _T:
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
             if torch.compiler.is_compiling():
                 # Traced once into the graph as constants; the cache would only hold fakes.
-                return f(*args)
+                return f(*args, **kwargs)
             with torch.inference_mode(False), torch.no_grad():
-                return cached(*args)
+                return cached(*args, **kwargs)  # type: ignore[arg-type]
 
         wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
         wrapper.__doc__ = f.__doc__

@@ -73,7 +73,7 @@ def _check_probs(probs: Sequence[float] | None, n: int) -> list[float]:
             f"probs must be a sequence of {n} probabilities (one per redaction), got {probs!r}"
         )
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, Real) or not (0.0 <= v <= 1.0):
+        if isinstance(v, bool) or not isinstance(v, Real) or not (0.0 <= float(v) <= 1.0):
             raise ValueError(f"probs[{i}] must be a number in [0, 1], got {v!r}")
     if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
         raise ValueError(f"probs must sum to 1, got {probs!r} (sum {sum(values)})")
@@ -185,7 +185,8 @@ class ChoiceRedaction(Redaction):
 
     def forward(self, image: Tensor, generator: torch.Generator | None = None) -> Redacted:
         """Redact ``image`` (``B x C x H x W``); see :func:`choice_redaction`."""
-        return choice_redaction(image, list(self.redactions), self.probs, generator=generator)
+        items: list[Redaction] = list(self.redactions)  # type: ignore[arg-type]
+        return choice_redaction(image, items, self.probs, generator=generator)
 
     def extra_repr(self) -> str:
         return f"probs={self.probs!r}"

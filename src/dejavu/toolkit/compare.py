@@ -926,8 +926,10 @@ def per_seed_markdown(report: Mapping[str, Any], metric: str | None = None) -> s
         row = [str(seed), cell(ref, seed)]
         for v in others:
             a, b = by_seed[ref].get(seed), by_seed[v].get(seed)
-            ok = a is not None and b is not None and np.isfinite(a) and np.isfinite(b)
-            row += [cell(v, seed), f"{scale * (b - a):+.{d}f}" if ok else "-"]
+            diff = "-"
+            if a is not None and b is not None and np.isfinite(a) and np.isfinite(b):
+                diff = f"{scale * (b - a):+.{d}f}"
+            row += [cell(v, seed), diff]
         rows.append(row)
     if others:
         paired = _paired(report)

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from dejavu.dejavu import DejaVu
 from dejavu.toolkit.errors import ConfigError
 
 __all__ = ["VARIANTS", "headroom_figures", "run_diagnose"]
@@ -180,8 +181,9 @@ def run_diagnose(
         cfg, num_classes=dm.num_classes, class_names=dm.class_names, mean=dm.mean, std=dm.std
     )
     objective = module.model
-    if getattr(objective, "crm", None) is None:
+    if not isinstance(objective, DejaVu) or objective.crm is None:
         raise ConfigError("diagnose needs a design with a CRM (dejavu.crm), found none")
+    crm = objective.crm
 
     source = Path(checkpoint) if checkpoint is not None else None
     if source is None:
@@ -191,17 +193,18 @@ def run_diagnose(
         trained_steps = None
     run_cfg, trained = load_run(source)
     module.model.base.load_state_dict(trained.model.base.state_dict())
-    same_design = run_cfg.dejavu == cfg.dejavu and getattr(trained.model, "crm", None) is not None
-    learned = any(True for _ in objective.crm.parameters())
+    trained_crm = getattr(trained.model, "crm", None)
+    same_design = run_cfg.dejavu == cfg.dejavu and trained_crm is not None
+    learned = any(True for _ in crm.parameters())
     crm_source = "none (parameter-free)"
-    if learned and same_design:
-        objective.crm.load_state_dict(trained.model.crm.state_dict())
+    if learned and same_design and trained_crm is not None:
+        crm.load_state_dict(trained_crm.state_dict())
         crm_source = f"checkpoint {source}"
     module.eval()
 
     dataset = dm.dataset(split)
     if num_images is not None:
-        dataset = Subset(dataset, range(min(num_images, len(dataset))))
+        dataset = Subset(dataset, range(min(num_images, len(dataset))))  # type: ignore[arg-type]
     loader = DataLoader(
         dataset, batch_size=batch_size, collate_fn=functools.partial(pad_collate, multiple=1)
     )
@@ -234,7 +237,7 @@ def run_diagnose(
             redacted = objective.redaction(image, generator=objective.generator)
             pred = objective.predict(image)
             metrics.update(pred, batch)
-            size = objective.crm.working_size(*image.shape[-2:])
+            size = crm.working_size(*image.shape[-2:])
             own = phi(pred, size=size)
             truth = truth_conditioning(
                 phi, batch, heads, size, module.task.ignore_index, fill=own
@@ -245,9 +248,9 @@ def run_diagnose(
             variants = {"truth": truth, "own": own, "uniform": uniform}
             if b >= 2:
                 variants["other"] = truth.roll(max(1, b // 2), dims=0)
-            target = objective.crm.resize_to_working(image)
+            target = crm.resize_to_working(image)
             for name, cond in variants.items():
-                regenerated = objective.crm(redacted.image, cond, redacted.keep)
+                regenerated = crm(redacted.image, cond, redacted.keep)
                 loss = objective.regen_loss(regenerated, target, keep=redacted.keep)
                 totals[name] += float(loss) * b
                 counts[name] += b
@@ -265,7 +268,7 @@ def run_diagnose(
         "network": str(source),
         "network_steps": trained_steps,
         "crm_source": crm_source,
-        "crm_parameters": sum(p.numel() for p in objective.crm.parameters()),
+        "crm_parameters": sum(p.numel() for p in crm.parameters()),
         "split": split,
         "num_images": counts["own"],
         "seed": seed,

@@ -172,7 +172,7 @@ def export_onnx(
             # reports the outcome itself.
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                extra = {"external_data": False} if use_dynamo else {}
+                extra: dict[str, Any] = {"external_data": False} if use_dynamo else {}
                 torch.onnx.export(
                     wrapper,
                     (example,),

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dejavu.dejavu import DejaVu
 from dejavu.toolkit.errors import ConfigError, UserPathError
 from dejavu.toolkit.tasks import head_spec
 from dejavu.toolkit.visualize import colorize_prediction, denormalize, save_panel
@@ -131,7 +132,7 @@ def prediction_columns(
     )
     dm = DenseDataModule(dataclasses.replace(cfg0, data=data_cfg))
     dataset = dm.dataset(split)
-    n = len(dataset)
+    n = len(dataset)  # type: ignore[arg-type]  # the toolkit's datasets are sized
     for i in indices:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
             raise ConfigError(f"index {i!r} is out of range for the {split} split of {n} images")
@@ -164,18 +165,20 @@ def prediction_columns(
                 )
         for label, _cfg, module in loaded:
             objective = module.model
-            if getattr(objective, "crm", None) is None:
+            if not isinstance(objective, DejaVu) or objective.crm is None:
                 continue
             objective.generator.manual_seed(int(seed) * 1_000_003 + int(i))
             out = objective(batch, step=0)
             redacted = out["redacted"][:, :, :h, :w]
-            regenerated = _resize_to(out["regenerated"], tuple(batch["image"].shape[-2:]))
+            size = (int(batch["image"].shape[-2]), int(batch["image"].shape[-1]))
+            regenerated = _resize_to(out["regenerated"], size)
             keep = out.get("keep")
             if keep is not None:
                 # Kept pixels carry no regeneration loss by default (kept_weight 0), so
                 # the CRM's output there is unconstrained: show the input there, as
                 # inpainting figures do, and the CRM's output where it was asked to fill in.
-                keep = _resize_to(keep.to(regenerated.dtype), tuple(regenerated.shape[-2:]))
+                work = (int(regenerated.shape[-2]), int(regenerated.shape[-1]))
+                keep = _resize_to(keep.to(regenerated.dtype), work)
                 regenerated = keep * out["redacted"] + (1.0 - keep) * regenerated
             cols.setdefault(f"{label} redacted", []).append(denormalize(redacted[0], mean, std))
             cols.setdefault(f"{label} regenerated", []).append(

@@ -10,7 +10,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 import yaml
 
@@ -27,7 +27,10 @@ __all__ = [
     "save_config",
 ]
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 # --------------------------------------------------------------------------- YAML
@@ -195,10 +198,10 @@ def _from_mapping(cls: type[T], data: Any, path: str) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {data!r} ({type(data).__name__})")
     hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cls)]
     defaults = {
-        f.name: f.default_factory()  # type: ignore[misc]
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        f.name: f.default_factory()
+        for f in dataclasses.fields(cls)
         if f.default_factory is not dataclasses.MISSING
         and not dataclasses.is_dataclass(hints[f.name])
     }
@@ -208,7 +211,7 @@ def _from_mapping(cls: type[T], data: Any, path: str) -> T:
         if key not in names:
             raise ConfigError(f"unknown config key {key_path!r}; valid keys at {where}: {names}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = _from_mapping(tp, value, key_path)
             continue
         if isinstance(value, Mapping) and key in defaults:
@@ -273,7 +276,7 @@ def _section_fields(path: Sequence[str]) -> tuple[type | None, dict[str, Any]]:
     for part in path:
         assert cls is not None
         tp = _hints(cls).get(part)
-        cls = tp if dataclasses.is_dataclass(tp) else None
+        cls = tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
         if cls is None:
             return None, {}
     return cls, _hints(cls) if cls is not None else {}
@@ -309,7 +312,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 break
             if parts[depth] not in hints:
                 where = ".".join(parts[:depth]) or "the top level"
-                valid = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+                valid = [f.name for f in dataclasses.fields(cls)]
                 raise ConfigError(
                     f"unknown config key {'.'.join(parts[: depth + 1])!r} in override {item!r}; "
                     f"valid keys at {where}: {valid}"

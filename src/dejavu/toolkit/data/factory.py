@@ -128,4 +128,6 @@ def create_dataset(
         raise UserPathError(f"dataset {name!r} needs root, the folder that holds it")
     if split is None and cls.needs_split:
         raise ValueError(f"dataset {name!r} needs a split name, got None")
-    return cls(root, split, transform=transform, **kwargs)  # type: ignore[call-arg]
+    # Every registered dataset takes (root, split, transform=..., **options) (see the base).
+    build: Callable[..., DenseDataset] = cls
+    return build(root, split, transform=transform, **kwargs)

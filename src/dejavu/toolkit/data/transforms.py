@@ -358,10 +358,10 @@ class RandomCrop(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        if len(size) != 2 or min(size) < 1:
+        pair = (size, size) if isinstance(size, int) else tuple(size)
+        if len(pair) != 2 or min(pair) < 1:
             raise ValueError(f"size must be a positive int or (H, W) pair, got {size!r}")
-        self.size = (int(size[0]), int(size[1]))
+        self.size = (int(pair[0]), int(pair[1]))
         self.image_fill = image_fill
         self.generator = generator
 

@@ -170,7 +170,8 @@ class UnlabeledSplit(Dataset):
     def _source(self, index: int) -> tuple[Any, int]:
         ds, i = self.dataset, self.indices[index]
         while isinstance(ds, Subset):
-            ds, i = ds.dataset, int(ds.indices[i])
+            i = int(ds.indices[i])
+            ds = ds.dataset
         return ds, i
 
     def __getitem__(self, index: int) -> Sample:

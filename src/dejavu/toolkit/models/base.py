@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -202,6 +203,10 @@ class DenseNet(nn.Module, abc.ABC):
     """
 
     pad_multiple: int = 1
+    #: The registry name it was built under (set by ``create_model``).
+    model_name: str = ""
+    #: What a ``pretrained=`` file loaded (set by ``create_model``), else None.
+    pretrained_report: Any = None
 
     def __init__(self, heads: Mapping[str, int], depth_activation: str = "softplus") -> None:
         super().__init__()

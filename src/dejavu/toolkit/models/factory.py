@@ -298,12 +298,12 @@ def create_model(
                     f"num_classes={num_classes} contradicts heads[{key!r}]={channels}; "
                     "give one of them"
                 )
-    if pretrained is True:
+    if isinstance(pretrained, bool) and pretrained:
         raise ValueError(
             "pretrained must be a path to a local state_dict file (or None); "
             "dejavu never downloads weights, got pretrained=True"
         )
-    if pretrained is False:
+    if isinstance(pretrained, bool):
         pretrained = None
     if pretrained is not None and not isinstance(pretrained, str | os.PathLike):
         raise ValueError(f"pretrained must be a file path or None, got {pretrained!r}")

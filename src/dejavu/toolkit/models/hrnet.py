@@ -113,7 +113,8 @@ class HRNet(DenseNet):
             **timm_kwargs,
         )
         #: Channels of the four branches (strides 4, 8, 16, 32), from timm's feature_info.
-        self.branch_channels: list[int] = list(self.backbone.feature_info.channels())
+        info: Any = self.backbone.feature_info  # timm's FeatureInfo
+        self.branch_channels: list[int] = list(info.channels())
         self.feature_channels = sum(self.branch_channels)
         self.decoder = TaskHeads(self.feature_channels, self.heads, head_channels)
 

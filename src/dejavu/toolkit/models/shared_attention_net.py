@@ -75,7 +75,7 @@ def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
     finally:
         for m, momentum, tracked in saved:
             m.momentum = momentum
-            if tracked is not None:
+            if tracked is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
 
 
@@ -153,7 +153,7 @@ class SharedAttentionHRNet(HRNet):
         """
         check_image(image, "image", channels=3)
         regenerate = self.training and redacted is not None
-        if regenerate:
+        if regenerate and redacted is not None:
             check_image(redacted, "redacted", channels=3)
             if redacted.shape != image.shape:
                 raise ValueError(
@@ -167,7 +167,7 @@ class SharedAttentionHRNet(HRNet):
         features = self.forward_features(padded)
         z = self._tokens(features)
         z_r = None
-        if regenerate:
+        if regenerate and redacted is not None:
             with frozen_bn_stats(self):
                 z_r = self._tokens(
                     self.forward_features(pad_to_multiple(redacted, self.pad_multiple))

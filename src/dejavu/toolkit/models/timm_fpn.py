@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch.nn.functional as F
@@ -113,7 +113,7 @@ class SemanticFPNMerge(nn.Module):
         sizes = [f.shape[-2:] for f in features]
         merged: Tensor | None = None
         for i, (x, blocks) in enumerate(zip(features, self.levels, strict=True)):
-            for step, block in enumerate(blocks):
+            for step, block in enumerate(cast(nn.ModuleList, blocks)):
                 x = block(x)
                 if i > 0:
                     # each block doubles the resolution: go to the next finer level's size
@@ -161,12 +161,13 @@ class TimmFPN(DenseNet):
             raise ValueError(f"backbone must be a timm model name, got {backbone!r}")
         self.backbone_name = backbone
         net = timm.create_model(backbone, features_only=True, pretrained=False, **timm_kwargs)
-        reductions = list(net.feature_info.reduction())
+        info: Any = net.feature_info  # timm's FeatureInfo (untyped attribute of the module)
+        reductions = list(info.reduction())
         keep = select_fpn_levels(reductions)
         if keep[-1] != len(reductions) - 1:
             # levels deeper than the last kept one would hold parameters without a
             # gradient (DDP refuses those): rebuild without them
-            out_indices = tuple(net.feature_info.out_indices[i] for i in keep)
+            out_indices = tuple(info.out_indices[i] for i in keep)
             net = timm.create_model(
                 backbone,
                 features_only=True,
@@ -179,8 +180,9 @@ class TimmFPN(DenseNet):
         # finer levels we drop (e.g. the stride-2 stem) lie on the path to the kept ones
         # anyway, so they are computed and simply not used
         self.levels: list[int] = keep
-        self.strides: list[int] = [net.feature_info.reduction()[i] for i in keep]
-        in_channels = [net.feature_info.channels()[i] for i in keep]
+        info = net.feature_info
+        self.strides: list[int] = [info.reduction()[i] for i in keep]
+        in_channels = [info.channels()[i] for i in keep]
         self.pad_multiple = max(self.strides)
         self.fpn = FeaturePyramidNetwork(in_channels, fpn_channels)
         self.merge = SemanticFPNMerge(fpn_channels, decoder_channels, self.strides)

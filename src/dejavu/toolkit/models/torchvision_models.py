@@ -76,13 +76,15 @@ class TorchvisionSegmentation(DenseNet):
         )
 
     def get_backbone(self) -> nn.Module:
-        return self.model.backbone
+        backbone = self.model.backbone
+        assert isinstance(backbone, nn.Module)
+        return backbone
 
     def pretrained_targets(self) -> list[tuple[str, nn.Module]]:
         return [
             ("whole network", self),
             (f"torchvision {self.name}", self.model),
-            ("backbone", self.model.backbone),
+            ("backbone", self.get_backbone()),
         ]
 
     def forward_heads(self, image: Tensor) -> dict[str, Tensor]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -155,7 +156,8 @@ class Task:
             if key not in batch:
                 raise ValueError(f"batch has no {key!r} target; keys: {sorted(batch)}")
             parts[key] = head_spec(key).loss(pred[key], batch[key], self.ignore_index)
-        total = sum(self.loss_weights.get(k, 1.0) * v for k, v in parts.items())
+        weighted = [self.loss_weights.get(k, 1.0) * v for k, v in parts.items()]
+        total = sum(weighted[1:], start=weighted[0])  # = sum(weighted), typed as a Tensor
         return {"loss": total, **parts}
 
     __call__ = loss
@@ -189,13 +191,17 @@ class TaskMetrics(nn.Module):
             {key: head_spec(key).metric(task.num_classes, task.ignore_index) for key in task.heads}
         )
 
+    def _each(self) -> list[tuple[str, Any]]:
+        # (head, metric) pairs; each metric is its head spec's (update / compute / reset).
+        return list(self.metrics.items())
+
     def update(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
-        for key, metric in self.metrics.items():
+        for key, metric in self._each():
             metric.update(head_spec(key).metric_input(pred[key].detach()), batch[key])
 
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for key, metric in self.metrics.items():
+        for key, metric in self._each():
             for name, value in metric.compute().items():
                 if value.numel() == 1:
                     out[f"{key}/{name}"] = float(value)
@@ -205,7 +211,7 @@ class TaskMetrics(nn.Module):
         return out
 
     def reset(self) -> None:
-        for metric in self.metrics.values():
+        for _, metric in self._each():
             metric.reset()
 
 

@@ -33,7 +33,7 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch import Tensor
+from torch import Tensor, nn
 
 from dejavu.toolkit.artifact import atomic_write, write_base
 
@@ -108,9 +108,7 @@ class BaseExport(pl.Callback):
     save time.
     """
 
-    def __init__(
-        self, directory: str | Path, metadata: Callable[[pl.LightningModule], Mapping[str, Any]]
-    ) -> None:
+    def __init__(self, directory: str | Path, metadata: Callable[[Any], Mapping[str, Any]]) -> None:
         self.directory = Path(directory)
         self.metadata = metadata
         self._last_step: int | None = None
@@ -121,7 +119,8 @@ class BaseExport(pl.Callback):
         if not trainer.is_global_zero or self._last_step == trainer.global_step:
             return
         self._last_step = trainer.global_step
-        write_base(pl_module.eval_model(), self.metadata(pl_module), self.directory)
+        eval_model: Callable[[], nn.Module] = pl_module.eval_model  # type: ignore[assignment]
+        write_base(eval_model(), self.metadata(pl_module), self.directory)
 
 
 def make_model_checkpoint(

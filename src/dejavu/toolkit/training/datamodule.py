@@ -149,7 +149,7 @@ class EpochSampler(DistributedSampler):
         [(2, 0), (2, 1), (2, 2), (2, 3)]
     """
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         for index in super().__iter__():
             yield (epoch, index)
@@ -262,9 +262,8 @@ class SemiSupervisedSampler(DistributedSampler):
             raise ValueError("labeled must hold at least one index")
         if unlabeled_batch_size > 0 and num_unlabeled < 1:
             raise ValueError("unlabeled_batch_size > 0 needs a non-empty unlabelled pool")
-        super().__init__(
-            range(len(labeled)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
-        )
+        positions: Any = range(len(labeled))  # any sized object: the sampler needs its length
+        super().__init__(positions, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.labeled = [int(i) for i in labeled]
         self.num_unlabeled = int(num_unlabeled)
         self.steps_per_epoch = int(steps_per_epoch)
@@ -278,7 +277,7 @@ class SemiSupervisedSampler(DistributedSampler):
         g = torch.Generator().manual_seed(derive_seed(self.seed, _ORDER_TAGS[kind], p))
         return torch.randperm(size, generator=g).tolist()
 
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch = self.epoch
         streams = (
             (LABELED, self.batch_size, self.labeled),
@@ -352,7 +351,7 @@ class SemiSupervisedSamples(Dataset):
 
 def _accepts(cls: type, name: str) -> bool:
     try:
-        return name in inspect.signature(cls.__init__).parameters
+        return name in inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return False
 
@@ -444,8 +443,8 @@ class DenseDataModule(pl.LightningDataModule):
             return T.default_eval_transform(self.mean, self.std)
         if d.crop_size is not None:
             return T.default_train_transform(
-                tuple(d.crop_size),
-                tuple(d.scale_range),
+                (int(d.crop_size[0]), int(d.crop_size[1])),
+                (float(d.scale_range[0]), float(d.scale_range[1])),
                 self.mean,
                 self.std,
                 jitter=d.color_jitter,
@@ -587,7 +586,8 @@ class DenseDataModule(pl.LightningDataModule):
     def _epoch(self) -> int:
         if self.trainer is None:
             return 0
-        return int(self.trainer.fit_loop.epoch_progress.current.processed)
+        current: Any = self.trainer.fit_loop.epoch_progress.current  # a _ProcessedTracker
+        return int(current.processed)
 
     def train_dataloader(self) -> DataLoader:
         d = self.cfg.data

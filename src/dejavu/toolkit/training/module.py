@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from dejavu.dejavu import LOSS_KEYS, DejaVu, TaskOnly, prediction_dict
@@ -35,7 +36,7 @@ from dejavu.toolkit.config import (
     TaskConfig,
     config_from_dict,
 )
-from dejavu.toolkit.tasks import Task, create_task, metric_direction, task_spec
+from dejavu.toolkit.tasks import Task, TaskMetrics, create_task, metric_direction, task_spec
 from dejavu.toolkit.training.datamodule import derive_seed
 from dejavu.toolkit.training.schedules import poly_scheduler
 
@@ -78,7 +79,7 @@ def build_objective(
     class_names: Sequence[str] | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-) -> nn.Module:
+) -> DejaVu | TaskOnly:
     """The trainable objective: ``DejaVu``, or ``TaskOnly`` (the baseline) when disabled.
 
     Args:
@@ -368,14 +369,14 @@ class DejaVuModule(pl.LightningModule):
         return result
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, batch: dict[str, Any], metrics: nn.Module, prefix: str) -> None:
+    def _eval_step(self, batch: dict[str, Any], metrics: TaskMetrics, prefix: str) -> None:
         pred = self(batch["image"])
         loss = self.task.loss(pred, batch)["loss"]
         self.log(f"{prefix}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
                  batch_size=int(batch["image"].shape[0]))  # fmt: skip
         metrics.update(pred, batch)
 
-    def _eval_epoch_end(self, metrics: nn.Module, prefix: str) -> dict[str, float]:
+    def _eval_epoch_end(self, metrics: TaskMetrics, prefix: str) -> dict[str, float]:
         values = metrics.compute()  # torchmetrics all-reduces the states under DDP
         metrics.reset()
         if not self.trainer.sanity_checking:
@@ -426,7 +427,7 @@ class DejaVuModule(pl.LightningModule):
         """Optimiser steps of the whole run (the poly schedule's length), from the runner."""
         return self._total_steps
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         o = self.optim_config
         groups = self.parameter_groups()
         if o.name == "adamw":

@@ -82,7 +82,8 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, object])
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            entries = {"meta": np.array(json.dumps(meta, sort_keys=True)), **arrays}
+            np.savez_compressed(fh, **entries)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -231,7 +231,7 @@ def _random_direction(rng: np.random.Generator, horizontal: bool = False) -> np.
     v = rng.normal(size=3)
     if horizontal:
         v[1] = 0.0
-    return v / max(np.linalg.norm(v), 1e-9)
+    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def _material(
