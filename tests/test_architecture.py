@@ -61,3 +61,16 @@ def test_one_owner_of_the_base_artefact_and_of_output_dicts():
         if rel != "toolkit/artifact.py":
             assert "safetensors.torch" not in text or rel.startswith("toolkit/models/"), rel
         assert "def output_dict" not in text, rel
+
+
+def test_architecture_md_names_only_files_that_exist():
+    # The layout in docs/architecture.md is the guide to "where do I change X": every
+    # module it names must exist (by its name somewhere under src/dejavu).
+    import re
+
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    layout = text.split("## Layout", 1)[1].split("## Where do I change X", 1)[0]
+    named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
+    existing = {p.name for p in SRC.rglob("*.py")}
+    assert len(named) > 40
+    assert named - existing == set()
