@@ -43,6 +43,7 @@ import dejavu
 from dejavu.toolkit.errors import (
     ConfigError,
     RunExistsError,
+    TrainingStoppedError,
     UserPathError,
     one_line,
     user_input,
@@ -650,6 +651,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(one_line(exc))
         return EXIT_USAGE
+    except TrainingStoppedError as exc:  # a run stopped for a reason the user must act on
+        if args.debug:
+            traceback.print_exc()
+        _error(one_line(exc))
+        return exc.exit_code
     except KeyboardInterrupt:
         _error("interrupted")
         return 130

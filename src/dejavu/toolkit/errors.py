@@ -9,6 +9,14 @@
 - :class:`RunExistsError` (also a ``FileExistsError``): a fresh run into a
   run directory that already holds one.
 
+A run that stops for a reason the user must act on, but that is not their
+input, is a :class:`TrainingStoppedError` (a ``RuntimeError``): the command line
+prints its one-line message and exits with the error's ``exit_code``:
+
+- :class:`NonFiniteLossError`: a NaN or infinite loss term or gradient (1);
+- :class:`RunInterruptedError`: SIGTERM or Ctrl-C, after a resumable checkpoint
+  was written (130 for SIGINT, 143 for SIGTERM).
+
 Anything else that escapes a command (a bug, a failure in the middle of a
 training) is not a user error: the command line prints its traceback and
 exits with status 1.
@@ -30,7 +38,10 @@ from collections.abc import Iterator
 
 __all__ = [
     "ConfigError",
+    "NonFiniteLossError",
     "RunExistsError",
+    "RunInterruptedError",
+    "TrainingStoppedError",
     "UserPathError",
     "one_line",
     "user_input",
@@ -48,6 +59,33 @@ class UserPathError(ConfigError, FileNotFoundError):
 
 class RunExistsError(ConfigError, FileExistsError):
     """A fresh run into a run directory that already holds one."""
+
+
+class TrainingStoppedError(RuntimeError):
+    """A run stopped for a reason the user must act on (not their input, not a bug).
+
+    Attributes:
+        exit_code: the command line's exit status.
+    """
+
+    exit_code: int = 1
+
+
+class NonFiniteLossError(TrainingStoppedError):
+    """A loss term or the gradients were NaN or infinite; no weight was updated."""
+
+
+class RunInterruptedError(TrainingStoppedError):
+    """SIGTERM or Ctrl-C stopped the run; the message says what was saved and how to resume.
+
+    Example:
+        >>> RunInterruptedError("stopped", exit_code=143).exit_code
+        143
+    """
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = int(exit_code)
 
 
 def one_line(exc: BaseException) -> str:

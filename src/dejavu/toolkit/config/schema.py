@@ -209,6 +209,10 @@ class TrainerConfig:
     ``val/``), e.g. ``seg/miou``, ``seg/iou_per_class/3``, ``depth/abs_rel`` or ``loss``;
     ``None``: the task's main metric (``seg/miou`` for segmentation and multi-task,
     ``depth/rmse``, ``normals/mean``)."""
+    skip_nonfinite_steps: int = 0
+    """Optimiser steps with a NaN or infinite loss term or gradient to skip (no weight
+    updated; each logged as ``train/skipped_nonfinite``) before the run stops; 0: stop at
+    the first one, naming the step and the term (``last.ckpt`` keeps the last good state)."""
 
 
 @dataclass

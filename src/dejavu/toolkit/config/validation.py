@@ -164,3 +164,7 @@ def _validate(cfg: ExperimentConfig) -> None:
             )
     if t.gradient_clip_val is not None:
         check_in_range(t.gradient_clip_val, "trainer.gradient_clip_val", 0.0, float("inf"))
+    if t.skip_nonfinite_steps < 0:
+        raise ConfigError(
+            f"trainer.skip_nonfinite_steps must be >= 0, got {t.skip_nonfinite_steps}"
+        )

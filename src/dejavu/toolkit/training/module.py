@@ -344,6 +344,10 @@ class DejaVuModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         out = self.model(batch, step=self.global_step)
+        # Every loss term of the step, for the non-finite guard (training/faults.py).
+        self.loss_terms = {
+            k: v.detach() for k, v in out.items() if k in LOSS_KEYS or k.startswith("task/")
+        }
         bs = int(batch["image"].shape[0])
         logs: dict[str, Any] = {f"train/{k}": out[k].detach() for k in LOSS_KEYS}
         logs.update({f"train/{k}": v.detach() for k, v in out.items() if k.startswith("task/")})

@@ -78,6 +78,7 @@ from dejavu.toolkit.training.checkpoint import (
     split_state_dict,
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule
+from dejavu.toolkit.training.faults import NonFiniteGuard
 from dejavu.toolkit.training.module import DejaVuModule, default_monitor
 from dejavu.toolkit.training.schedules import total_training_steps
 
@@ -177,7 +178,7 @@ def build_trainer(
 
 #: ``trainer`` keys that are the toolkit's own, not ``lightning.pytorch.Trainer`` arguments.
 TOOLKIT_TRAINER_KEYS: frozenset[str] = frozenset(
-    {"monitor", "image_log_every_n_steps", "val_every_n_epochs"}
+    {"monitor", "image_log_every_n_steps", "val_every_n_epochs", "skip_nonfinite_steps"}
 )
 
 
@@ -291,6 +292,7 @@ def run_fit(
         BaseExport(run_dir, DejaVuModule.export_metadata),
         MetricsHistory(run_dir / "metrics.json"),
         FinishAtMaxSteps(),
+        NonFiniteGuard(cfg.trainer.skip_nonfinite_steps),
     ]
     if cfg.trainer.image_log_every_n_steps > 0:
         cbs.append(ImagePanels(run_dir / "images", dm.mean, dm.std))
