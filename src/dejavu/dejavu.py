@@ -14,6 +14,7 @@ branches on the variant: both build their output with :func:`objective_output`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
 from dejavu.conditioning import Conditioning, resize_conditioning
-from dejavu.crm import CRMBase, create_crm, list_crms
+from dejavu.crm import CRMBase, create_crm, crm_class, list_crms
 from dejavu.losses import RegenerationLoss
 from dejavu.losses.regeneration import RegenLossKind
 from dejavu.redaction import Redaction, create_redaction
@@ -245,9 +246,11 @@ class DejaVu(nn.Module):
                     "has no `heads` mapping (head name -> channels) to derive it from"
                 )
             cond_channels = self.conditioning.out_channels(heads)
-        # CRM-R groups classes and CRM-0 averages colours per class: tell them which
-        # conditioning channels are the class probabilities (the rest, e.g. depth, ride along).
-        arg = {"recursive": "group_channels", "zero": "class_channels"}.get(crm)
+        # A CRM that treats the class probabilities apart (CRM-R groups classes, CRM-0
+        # averages colours per class) takes their channels as `group_channels` or
+        # `class_channels`: tell it which ones they are (the rest, e.g. depth, ride along).
+        params = inspect.signature(crm_class(crm).__init__).parameters
+        arg = next((a for a in ("group_channels", "class_channels") if a in params), None)
         if arg is not None and isinstance(heads, Mapping) and arg not in kwargs:
             seg_keys = [k for k, kind in self.conditioning.spec.items() if kind == "segmentation"]
             if len(seg_keys) == 1 and len(self.conditioning.spec) > 1:
