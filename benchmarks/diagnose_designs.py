@@ -77,6 +77,8 @@ def _design_text(report: dict) -> str:
     crm = ", ".join(f"{k} {v}" for k, v in d["crm"].items() if k not in ("kind", "width", "depth"))
     red = ", ".join(f"{k} {v}" for k, v in d["redaction"].items() if k != "name")
     hard = "hard" if d["conditioning"].get("hard") else "soft"
+    if report.get("resolved_config", {}).get("dejavu", {}).get("crm_truth_weight", 0) > 0:
+        crm = ", ".join(filter(None, [crm, "anchored to the truth"]))
     return (
         f"{d['crm']['kind']}{f' ({crm})' if crm else ''} | {d['redaction']['name']} ({red}) | "
         f"{hard} | {d['regen_loss']['kind']}"
