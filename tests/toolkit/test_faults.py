@@ -205,3 +205,28 @@ def test_guard_unit() -> None:
         NonFiniteGuard(-1)
     with pytest.raises(ValueError, match="skip_nonfinite_steps"):
         load_config(None, ["trainer.skip_nonfinite_steps=-1"])
+
+
+def test_last_checkpoint_is_written_even_when_the_metric_does_not_improve(
+    tmp_path: Path, cache: Path, monkeypatch
+) -> None:
+    # Lightning 2.6 writes a callback's last.ckpt only when its monitored metric improved:
+    # with a validation score that never improves, last.ckpt (and base.safetensors) stayed
+    # at the first epoch while training went on.
+    from dejavu.toolkit.training.module import DejaVuModule
+
+    def flat(self, metrics, prefix):  # type: ignore[no-untyped-def]
+        metrics.reset()
+        if not self.trainer.sanity_checking:
+            self.log_dict({f"{prefix}/seg/miou": 0.5, f"{prefix}/loss": 1.0})
+        return {}
+
+    monkeypatch.setattr(DejaVuModule, "_eval_epoch_end", flat)
+    cfg = tiny(tmp_path, cache, "trainer.max_epochs=3")
+    result = run_fit(cfg, enable_progress_bar=False)
+    assert [h["step"] for h in result.history] == [2, 4, 6]
+    assert torch.load(result.last_checkpoint, weights_only=True)["global_step"] == 6
+    assert torch.load(result.best_checkpoint, weights_only=True)["global_step"] == 2
+    import json
+
+    assert json.loads((result.run_dir / "base.json").read_text())["global_step"] == 6

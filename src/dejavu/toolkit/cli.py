@@ -10,7 +10,10 @@ or foreign file; also argparse's own usage errors), printed as one line
 ``dejavu: error: ...`` (``--debug`` adds the traceback); 1 for anything else
 (a bug, a failure in the middle of a training), printed with its traceback;
 1 also when a command ran but its check failed (an export that does not
-match); 130 when interrupted.
+match); 130 when interrupted. A training run that stops for a reason the
+user must act on (:class:`~dejavu.toolkit.errors.TrainingStoppedError`: a
+non-finite loss, 1; SIGTERM, 143, or Ctrl-C, 130, after writing a
+resumable checkpoint) is reported in one line, with how to resume.
 
 Example:
     >>> main(["redactions"])
@@ -43,6 +46,7 @@ import dejavu
 from dejavu.toolkit.errors import (
     ConfigError,
     RunExistsError,
+    RunInterruptedError,
     TrainingStoppedError,
     UserPathError,
     one_line,
@@ -365,6 +369,21 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 # ------------------------------------------------------------------ commands
+def _resume_command(args: argparse.Namespace) -> str:
+    """The ``dejavu fit`` command that continues this run (same config and overrides)."""
+    import shlex
+
+    words = ["dejavu"]
+    for plugin in getattr(args, "plugins", None) or []:
+        words += ["--plugin", str(plugin)]
+    words += ["fit", str(args.config)]
+    for override in args.overrides:
+        words += ["--set", override]
+    if args.output_dir is not None:
+        words += ["--output-dir", str(args.output_dir)]
+    return shlex.join([*words, "--resume"])
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from dejavu.toolkit.training import run_fit
 
@@ -385,6 +404,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"{exc} (from the command line: `dejavu fit ... --resume`, or --output-dir / "
             "--set name=...)"
         ) from exc
+    except RunInterruptedError as exc:  # SIGTERM / Ctrl-C: say how to go on, exactly
+        if not exc.resumable:
+            raise
+        raise RunInterruptedError(
+            f"{exc}; continue with: {_resume_command(args)}", exc.exit_code, resumable=True
+        ) from None
     console = _console()
     console.print(_metrics_table("final validation metrics", result.metrics))
     print(f"run directory:   {result.run_dir}")

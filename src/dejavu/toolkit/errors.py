@@ -83,9 +83,10 @@ class RunInterruptedError(TrainingStoppedError):
         143
     """
 
-    def __init__(self, message: str, exit_code: int = 130) -> None:
+    def __init__(self, message: str, exit_code: int = 130, *, resumable: bool = False) -> None:
         super().__init__(message)
         self.exit_code = int(exit_code)
+        self.resumable = bool(resumable)
 
 
 def one_line(exc: BaseException) -> str:

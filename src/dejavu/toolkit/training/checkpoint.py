@@ -36,6 +36,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from dejavu.toolkit.artifact import atomic_write, write_base
+from dejavu.toolkit.training.faults import fault_point
 
 __all__ = [
     "BASE_PREFIX",
@@ -75,6 +76,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         local = Path(str(path).removeprefix("file://"))
         with atomic_write(local, "wb") as f:
             torch.save(checkpoint, f)
+            fault_point("checkpoint")  # a test-only pause (DEJAVU_TEST_PAUSE); no-op otherwise
 
     def remove_checkpoint(self, path: str | Path) -> None:
         fs = get_filesystem(path)
@@ -125,8 +127,15 @@ class BaseExport(pl.Callback):
 
 def make_model_checkpoint(
     directory: str | Path, monitor: str | None, mode: str = "max", every_n_epochs: int = 1
-) -> ModelCheckpoint:
+) -> list[ModelCheckpoint]:
     """``last.ckpt`` after every validation (or epoch) and ``best.ckpt`` by ``monitor``.
+
+    Two callbacks: Lightning (2.6) writes a callback's ``save_last`` checkpoint
+    only at the steps where that callback also wrote a top-k one, i.e. only when
+    the monitored metric improved, which left ``last.ckpt`` (and the base
+    network written with it) at the best epoch instead of the last. So one
+    callback, without a monitor, writes ``last.ckpt`` at every save point, and
+    another one ``best.ckpt``.
 
     Args:
         directory: the run directory.
@@ -134,15 +143,19 @@ def make_model_checkpoint(
             ``None`` keeps ``last.ckpt`` only.
         mode: ``"max"`` or ``"min"``.
         every_n_epochs: save cadence in epochs.
+
+    Returns:
+        The ``best.ckpt`` callback (when ``monitor`` is given), then the ``last.ckpt`` one.
     """
-    return ModelCheckpoint(
-        dirpath=str(directory),
-        filename="best" if monitor is not None else None,
-        monitor=monitor,
-        mode=mode,
-        save_top_k=1 if monitor is not None else 0,
-        save_last=True,
-        auto_insert_metric_name=False,
-        every_n_epochs=every_n_epochs,
-        enable_version_counter=False,
-    )
+    common: dict[str, Any] = {
+        "dirpath": str(directory),
+        "save_top_k": 1,
+        "save_last": False,
+        "auto_insert_metric_name": False,
+        "every_n_epochs": every_n_epochs,
+        "enable_version_counter": False,
+    }
+    last = ModelCheckpoint(filename="last", monitor=None, **common)
+    if monitor is None:
+        return [last]
+    return [ModelCheckpoint(filename="best", monitor=monitor, mode=mode, **common), last]

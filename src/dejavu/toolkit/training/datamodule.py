@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +45,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from dejavu.toolkit.config import ExperimentConfig
 from dejavu.toolkit.errors import ConfigError
+from dejavu.toolkit.training.faults import batches_done_in_epoch
 
 __all__ = [
     "DenseDataModule",
@@ -149,10 +151,16 @@ class EpochSampler(DistributedSampler):
         [(2, 0), (2, 1), (2, 2), (2, 3)]
     """
 
+    skip: tuple[int, int] = (-1, 0)
+    """``(epoch, n)``: leave out the first ``n`` keys of ``epoch`` (the batches of that epoch
+    a run resumed from a mid-epoch checkpoint has already trained)."""
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        for index in super().__iter__():
-            yield (epoch, index)
+        skip = self.skip[1] if self.skip[0] == epoch else 0
+        for n, index in enumerate(super().__iter__()):
+            if n >= skip:
+                yield (epoch, index)
 
 
 class ShardSampler(DistributedSampler):
@@ -277,7 +285,14 @@ class SemiSupervisedSampler(DistributedSampler):
         g = torch.Generator().manual_seed(derive_seed(self.seed, _ORDER_TAGS[kind], p))
         return torch.randperm(size, generator=g).tolist()
 
+    skip: tuple[int, int] = (-1, 0)
+    """``(epoch, n)``: leave out the first ``n`` keys of ``epoch`` (see :class:`EpochSampler`)."""
+
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        skip = self.skip[1] if self.skip[0] == self.epoch else 0
+        return itertools.islice(self._keys(), skip, None)
+
+    def _keys(self) -> Iterator[tuple[int, int, int]]:
         epoch = self.epoch
         streams = (
             (LABELED, self.batch_size, self.labeled),
@@ -600,6 +615,7 @@ class DenseDataModule(pl.LightningDataModule):
         # first set_epoch call; give it the epoch Lightning will set (the processed-epochs
         # count, which a checkpoint saved at an epoch's end has already advanced).
         sampler.set_epoch(self._epoch())
+        sampler.skip = (self._epoch(), batches_done_in_epoch(self.trainer) * d.batch_size)
         per_rank = len(sampler)
         return DataLoader(
             SeededSamples(ds, self.cfg.seed),
@@ -628,6 +644,7 @@ class DenseDataModule(pl.LightningDataModule):
             seed=self.cfg.seed,
         )
         sampler.set_epoch(self._epoch())  # see train_dataloader
+        sampler.skip = (self._epoch(), batches_done_in_epoch(self.trainer) * (d.batch_size + ub))
         base = ds.dataset if isinstance(ds, Subset) else ds
         samples = SemiSupervisedSamples(
             ds,

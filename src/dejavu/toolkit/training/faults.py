@@ -1,4 +1,4 @@
-"""Faults during training: non-finite losses and gradients.
+"""Faults during training: non-finite losses and gradients, SIGTERM and Ctrl-C.
 
 :class:`NonFiniteGuard` checks, at every optimiser step and before the
 optimiser touches a weight, that every loss term of the step (``loss``,
@@ -22,21 +22,48 @@ Under DDP the decision is all-reduced, so every process skips or stops at the
 same step. With a gradient scaler (``precision: 16-mixed``) the gradients are
 left to the scaler, which skips steps with non-finite gradients by itself;
 the loss terms are still checked.
+
+:class:`GracefulInterrupt` turns SIGTERM and the first Ctrl-C (SIGINT) into a
+stop at the end of the current training step (or, when a validation is
+running or due, at its end): it writes a resumable ``last.ckpt`` there and
+:func:`interrupt_errors` turns the stop into
+:class:`~dejavu.toolkit.errors.RunInterruptedError` (exit status 143 for
+SIGTERM, 130 for SIGINT) saying what was saved. A second Ctrl-C stops at
+once (``last.ckpt`` is then the last one saved before). A checkpoint written
+in the middle of an epoch resumes exactly: the training samplers skip the
+batches of the epoch that were already trained (:func:`batches_done_in_epoch`).
+Under DDP the processes agree (all-reduce) on the step to stop at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from dejavu.toolkit.errors import NonFiniteLossError
+from dejavu.toolkit.errors import NonFiniteLossError, RunInterruptedError
 
-__all__ = ["NonFiniteGuard", "nonfinite_terms"]
+__all__ = [
+    "GracefulInterrupt",
+    "NonFiniteGuard",
+    "batches_done_in_epoch",
+    "fault_point",
+    "interrupt_errors",
+    "nonfinite_terms",
+]
 
 GRADIENTS = "gradients"
 
@@ -212,3 +239,188 @@ class NonFiniteGuard(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = int(state_dict.get("skipped", 0))
+
+
+# ---------------------------------------------------------------------- SIGTERM and Ctrl-C
+_PAUSE_ENV = "DEJAVU_TEST_PAUSE"
+_pause_counts: dict[str, int] = {}
+_signal_seen = threading.Event()
+
+
+def fault_point(point: str) -> None:
+    """A test-only pause, so that a test can kill or signal the process at a known moment.
+
+    ``DEJAVU_TEST_PAUSE=<point>:<n>:<marker file>[:<seconds>]`` makes the
+    ``n``-th call (from 1) with this ``point`` write ``marker file`` and sleep
+    (default 60 s, less once a signal has been handled). Points: ``step`` (the
+    end of every training step) and ``checkpoint`` (inside every checkpoint
+    write, after the data went to the temporary file and before it is renamed
+    over the old one). Without the variable it returns at once (one dictionary
+    look-up): nothing changes in production.
+    """
+    spec = os.environ.get(_PAUSE_ENV)
+    if not spec:
+        return
+    where, n, marker, *rest = spec.split(":")
+    if where != point:
+        return
+    _pause_counts[point] = _pause_counts.get(point, 0) + 1
+    if _pause_counts[point] != int(n):
+        return
+    Path(marker).write_text(f"{point} {n} pid {os.getpid()}\n")
+    deadline = time.monotonic() + (float(rest[0]) if rest else 60.0)
+    while time.monotonic() < deadline and not _signal_seen.is_set():
+        time.sleep(0.02)
+
+
+_SIGNAL_NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+_EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _set_lightning_stop(trainer: pl.Trainer, value: bool) -> None:
+    # Lightning's own graceful stop: SIGTERMException at the end of the training step
+    # (after the step is complete, before the next one) when this flag is set.
+    trainer._signal_connector.received_sigterm = value
+
+
+class GracefulInterrupt(pl.Callback):
+    """Stop at the end of the current step on SIGTERM or Ctrl-C and write ``last_path``.
+
+    Its handlers replace Lightning's SIGTERM handler (and Python's SIGINT one)
+    when training starts; Lightning puts the originals back when ``fit`` ends.
+
+    Args:
+        last_path: the checkpoint to write (``run_dir / "last.ckpt"``).
+    """
+
+    def __init__(self, last_path: str | Path) -> None:
+        self.last_path = Path(last_path)
+        self.requested: int | None = None  # the signal received, not yet acted on
+        self.stopping: int | None = None  # the signal the processes agreed to stop for
+        self.saved_step: int | None = None
+        self._saved_by_validation: int | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        _signal_seen.set()
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop at once
+        if self.requested is None:
+            self.requested = signum
+            print(
+                f"dejavu: {_SIGNAL_NAMES.get(signum, signum)} received: stopping after this "
+                "step and saving a checkpoint (Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._handle)
+
+    def _agree(self, trainer: pl.Trainer) -> int | None:
+        code = self.requested if self.requested is not None else 0
+        if trainer.world_size > 1:  # every process stops at the same step
+            t = torch.tensor(float(code), device=trainer.strategy.root_device)
+            code = int(trainer.strategy.reduce(t, reduce_op="max").item())
+        return code or None
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        fault_point("step")
+        if self.stopping is None:
+            self.stopping = self._agree(trainer)
+        if self.stopping is not None:
+            _set_lightning_stop(trainer, True)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A validation that is due runs to its end (its checkpoint is written as usual).
+        if self.stopping is not None and not trainer.sanity_checking:
+            _set_lightning_stop(trainer, False)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.stopping is None:  # a signal that came during the validation
+            self.stopping = self._agree(trainer)
+        if self.stopping is not None:
+            _set_lightning_stop(trainer, True)
+            # The checkpoint callback writes last.ckpt right after this hook, at this step:
+            # the run stops there and resumes from it as from any validation's checkpoint.
+            self._saved_by_validation = int(trainer.global_step)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self.stopping is None or not isinstance(exception, SIGTERMException):
+            return
+        if self._saved_by_validation != trainer.global_step:
+            trainer.save_checkpoint(self.last_path)
+        self.saved_step = int(trainer.global_step)
+
+    def error(self, forced: bool = False) -> RunInterruptedError:
+        """The error that reports this interruption (what was saved, how to go on)."""
+        signum = self.stopping or self.requested or signal.SIGINT
+        what = _SIGNAL_NAMES.get(signum, f"signal {signum}")
+        if self.saved_step is not None:
+            message = (
+                f"interrupted by {what} after step {self.saved_step}: saved {self.last_path}, "
+                "a resumable checkpoint"
+            )
+            resumable = True
+        else:
+            resumable = self.last_path.is_file()
+            kept = (
+                f"{self.last_path} (the last checkpoint saved before) is kept"
+                if resumable
+                else "no checkpoint was saved yet"
+            )
+            how = "stopped at once" if forced else "before the first training step"
+            message = f"interrupted by {what} ({how}): {kept}"
+        return RunInterruptedError(message, _EXIT_CODES.get(signum, 130), resumable=resumable)
+
+
+@contextlib.contextmanager
+def interrupt_errors(interrupt: GracefulInterrupt) -> Iterator[None]:
+    """Turn the ways ``Trainer.fit`` ends on a signal into :class:`RunInterruptedError`.
+
+    Lightning raises ``SIGTERMException`` (a ``SystemExit``) for a graceful stop
+    and calls ``sys.exit(1)`` on a ``KeyboardInterrupt``.
+    """
+    try:
+        yield
+    except SIGTERMException:
+        raise interrupt.error() from None
+    except KeyboardInterrupt:
+        raise interrupt.error(forced=True) from None
+    except SystemExit as exc:
+        if exc.code == 1 and (interrupt.requested is not None or interrupt.stopping is not None):
+            raise interrupt.error(forced=True) from None
+        if exc.code == 1 and interrupt.requested is None:  # Ctrl-C before our handler was set
+            interrupt.requested = signal.SIGINT
+            raise interrupt.error(forced=True) from None
+        raise
+
+
+def batches_done_in_epoch(trainer: pl.Trainer | None) -> int:
+    """Training batches of the current epoch that a run resumed mid-epoch has already done.
+
+    0 unless ``trainer`` is resuming from a checkpoint written in the middle of
+    an epoch (by :class:`GracefulInterrupt`); the training samplers leave out
+    that many batches of the epoch so that the run continues with the next one.
+    """
+    if trainer is None:
+        return 0
+    loop = trainer.fit_loop
+    progress = loop.epoch_loop.batch_progress.current
+    epochs: Any = loop.epoch_progress.current  # a _ProcessedTracker (started, processed)
+    if epochs.started <= epochs.processed:  # between epochs (or an epoch-end checkpoint)
+        return 0
+    done = int(progress.completed)
+    return max(done, 0)

@@ -78,7 +78,7 @@ from dejavu.toolkit.training.checkpoint import (
     split_state_dict,
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule
-from dejavu.toolkit.training.faults import NonFiniteGuard
+from dejavu.toolkit.training.faults import GracefulInterrupt, NonFiniteGuard, interrupt_errors
 from dejavu.toolkit.training.module import DejaVuModule, default_monitor
 from dejavu.toolkit.training.schedules import total_training_steps
 
@@ -283,7 +283,7 @@ def run_fit(
     monitor, mode = default_monitor(cfg, dm.num_classes) if validates else (None, "max")
     cbs: list[pl.Callback] = [
         ConfigSnapshot(cfg, run_dir / "config.yaml"),
-        make_model_checkpoint(
+        *make_model_checkpoint(
             run_dir,
             f"val/{monitor}" if monitor else None,
             mode,
@@ -293,6 +293,7 @@ def run_fit(
         MetricsHistory(run_dir / "metrics.json"),
         FinishAtMaxSteps(),
         NonFiniteGuard(cfg.trainer.skip_nonfinite_steps),
+        interrupt := GracefulInterrupt(run_dir / "last.ckpt"),
     ]
     if cfg.trainer.image_log_every_n_steps > 0:
         cbs.append(ImagePanels(run_dir / "images", dm.mean, dm.std))
@@ -301,6 +302,8 @@ def run_fit(
     with _quiet(not progress), warnings.catch_warnings():
         # Checkpoints share the run directory with the logs by design.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        # The training samplers resume mid-epoch themselves (batches_done_in_epoch).
+        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended")
         trainer = build_trainer(cfg, run_dir=run_dir, callbacks=cbs, enable_progress_bar=progress)
         # The module gets its config sections and the run's length; building the trainer
         # first (it draws no random number) gives the world size the length depends on.
@@ -322,7 +325,8 @@ def run_fit(
             input_size=dm.input_size,
         )
         start = time.perf_counter()
-        trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
+        with interrupt_errors(interrupt):  # SIGTERM / Ctrl-C: RunInterruptedError
+            trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
         train_time = time.perf_counter() - start
 
     metrics_path = run_dir / "metrics.json"
