@@ -16,7 +16,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dejavu.metrics import DepthMetrics, NormalsMetrics, PanopticQuality, SegmentationMetrics
+from dejavu.metrics import (
+    DepthMetrics,
+    KittiDepthMetrics,
+    NormalsMetrics,
+    PanopticQuality,
+    SegmentationMetrics,
+)
 
 WORLD = 2
 CATEGORIES = [
@@ -44,6 +50,7 @@ def _batch(seed: int, b: int) -> dict[str, tuple[torch.Tensor, ...]]:
     return {
         "seg": (torch.randn(b, 4, h, w, generator=g), seg_t),
         "depth": (depth_t + 0.3 * torch.rand(b, 1, h, w, generator=g), depth_t),
+        "kitti": (depth_t + 0.3 * torch.rand(b, 1, h, w, generator=g), depth_t),
         "normals": (normals_t + 0.5 * torch.randn(b, 3, h, w, generator=g), normals_t),
         "panoptic": (pan_p, pan_t),
     }
@@ -57,6 +64,7 @@ def _metrics() -> dict[str, torch.nn.Module]:
     return {
         "seg": SegmentationMetrics(num_classes=4),
         "depth": DepthMetrics(),
+        "kitti": KittiDepthMetrics(crop="garg"),  # per image, then averaged
         "normals": NormalsMetrics(),
         "panoptic": PanopticQuality(CATEGORIES),
     }
@@ -107,4 +115,5 @@ def test_compute_after_sync_equals_single_process_on_the_union(tmp_path: Path) -
     alone = _run(SHARDS[1])
     assert not math.isclose(alone["seg"]["miou"].item(), single["seg"]["miou"].item())
     assert not math.isclose(alone["depth"]["rmse"].item(), single["depth"]["rmse"].item())
+    assert not math.isclose(alone["kitti"]["rmse"].item(), single["kitti"]["rmse"].item())
     assert single["panoptic"]["pq"].item() > 0
