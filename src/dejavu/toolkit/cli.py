@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="resume from CKPT, or from the run's last checkpoint when CKPT is omitted",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh where the run directory already holds a run: the old run is moved "
+        "aside to <name>.old-<date>-<time> (nothing is deleted)",
+    )
     p.add_argument("--output-dir", type=Path, help="where the run is written (config output_dir)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--json", type=Path, help="also write the final metrics to this JSON file")
@@ -397,13 +403,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         resume = str(ckpt)
     try:
         result = run_fit(
-            cfg, resume=resume, enable_progress_bar=False if args.no_progress else None
+            cfg,
+            resume=resume,
+            overwrite=args.overwrite,
+            enable_progress_bar=False if args.no_progress else None,
         )
-    except FileExistsError as exc:
-        raise RunExistsError(
-            f"{exc} (from the command line: `dejavu fit ... --resume`, or --output-dir / "
-            "--set name=...)"
-        ) from exc
+    except FileExistsError as exc:  # names --resume and --overwrite
+        raise RunExistsError(str(exc)) from exc
     except RunInterruptedError as exc:  # SIGTERM / Ctrl-C: say how to go on, exactly
         if not exc.resumable:
             raise

@@ -694,8 +694,9 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
 
     run_dir = Path(cfg.output_dir) / cfg.name
     last = run_dir / "last.ckpt"
-    if not last.exists():
-        return run_fit(cfg, enable_progress_bar=bar)
+    if not last.exists():  # resume=True: a run that saved nothing yet starts from step 0
+        started = run_dir.is_dir() and any(run_dir.iterdir())
+        return run_fit(cfg, resume=started, enable_progress_bar=bar)
     if not _same_run_config(load_yaml(run_dir / "config.yaml"), cfg):
         raise RunExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"

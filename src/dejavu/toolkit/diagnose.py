@@ -84,7 +84,8 @@ def _short_run(cfg: Any, steps: int, work_dir: Path, log: Callable[[str], None])
             log(f"reusing {last} ({step} steps)")
             return last
     log(f"training {short.name} for {steps} steps in {short.run_dir}")
-    run_fit(short, resume=last.is_file(), enable_progress_bar=False)
+    started = short.run_dir.is_dir() and any(short.run_dir.iterdir())
+    run_fit(short, resume=started, enable_progress_bar=False)  # from step 0 if nothing saved
     return last
 
 

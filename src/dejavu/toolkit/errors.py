@@ -14,6 +14,8 @@ input, is a :class:`TrainingStoppedError` (a ``RuntimeError``): the command line
 prints its one-line message and exits with the error's ``exit_code``:
 
 - :class:`NonFiniteLossError`: a NaN or infinite loss term or gradient (1);
+- :class:`RunDirWriteError`: the run directory refused a write (a full
+  disk, a read-only file system) (1);
 - :class:`RunInterruptedError`: SIGTERM or Ctrl-C, after a resumable checkpoint
   was written (130 for SIGINT, 143 for SIGTERM).
 
@@ -39,6 +41,7 @@ from collections.abc import Iterator
 __all__ = [
     "ConfigError",
     "NonFiniteLossError",
+    "RunDirWriteError",
     "RunExistsError",
     "RunInterruptedError",
     "TrainingStoppedError",
@@ -73,6 +76,11 @@ class TrainingStoppedError(RuntimeError):
 
 class NonFiniteLossError(TrainingStoppedError):
     """A loss term or the gradients were NaN or infinite; no weight was updated."""
+
+
+class RunDirWriteError(TrainingStoppedError):
+    """The run directory refused a write during training (a full disk, a read-only file
+    system); what it holds is whole (every file is written atomically)."""
 
 
 class RunInterruptedError(TrainingStoppedError):

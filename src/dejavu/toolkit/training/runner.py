@@ -10,8 +10,11 @@ Run directory
     metrics and the per-validation history), ``tensorboard/version_<n>/`` and
     ``csv/version_<n>/metrics.csv`` (one version per launch, so a resumed run
     adds a version) and ``images/train_step<step>.png`` (image panels).
-    Starting a run where ``last.ckpt`` already exists is refused unless
-    ``resume`` is given, so a finished run is never overwritten by accident.
+    Starting a run where the run directory holds anything is refused unless
+    ``resume`` (continue it) or ``overwrite`` (move it aside to
+    ``<name>.old-<date>-<time>``) is given, so a run is never overwritten by
+    accident; an output directory that cannot be written, or lacks the room
+    for the checkpoints, is refused before training (:mod:`~dejavu.toolkit.training.rundir`).
 
 Resume
     ``run_fit(cfg, resume=True)`` continues from ``last.ckpt`` (weights,
@@ -53,6 +56,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 
 from dejavu.toolkit.artifact import BASE_WEIGHTS, load_base, load_base_weights
@@ -63,7 +67,7 @@ from dejavu.toolkit.config import (
     config_from_dict,
     validate_config,
 )
-from dejavu.toolkit.errors import ConfigError, RunExistsError, UserPathError
+from dejavu.toolkit.errors import ConfigError
 from dejavu.toolkit.training.callbacks import (
     ConfigSnapshot,
     FinishAtMaxSteps,
@@ -80,6 +84,15 @@ from dejavu.toolkit.training.checkpoint import (
 from dejavu.toolkit.training.datamodule import DenseDataModule
 from dejavu.toolkit.training.faults import GracefulInterrupt, NonFiniteGuard, interrupt_errors
 from dejavu.toolkit.training.module import DejaVuModule, default_monitor
+from dejavu.toolkit.training.rundir import (
+    check_free_space,
+    check_writable,
+    checkpoint_bytes,
+    move_aside,
+    remove_stale_temporaries,
+    start_point,
+    write_errors,
+)
 from dejavu.toolkit.training.schedules import total_training_steps
 
 __all__ = [
@@ -106,6 +119,7 @@ class FitResult:
         metrics: the final validation metrics (``seg/miou``, ``loss``, ...).
         history: one entry per validation: ``epoch``, ``step`` and every metric.
         train_time_s: wall-clock seconds of ``Trainer.fit`` in this launch.
+        moved_aside: where the previous run went (``overwrite=True``), else None.
     """
 
     run_dir: Path
@@ -114,6 +128,7 @@ class FitResult:
     metrics: dict[str, float]
     history: list[dict[str, float]]
     train_time_s: float
+    moved_aside: Path | None = None
 
 
 def _want_progress(enable: bool | None) -> bool:
@@ -206,25 +221,6 @@ def trainer_kwargs(t: TrainerConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
-    last = run_dir / "last.ckpt"
-    if resume is True:
-        if not last.is_file():
-            raise UserPathError(f"resume=True but {last} does not exist (nothing to resume)")
-        return last
-    if resume is False or resume is None:
-        if last.exists():
-            raise RunExistsError(
-                f"{run_dir} already holds a run (last.ckpt); pass resume=True to continue it, "
-                "or choose another name or output_dir"
-            )
-        return None
-    path = Path(resume)
-    if not path.is_file():
-        raise UserPathError(f"resume checkpoint {path} does not exist")
-    return path
-
-
 def _resume_kwargs(trainer: pl.Trainer, ckpt_path: Path | None) -> dict[str, Any]:
     """``trainer.fit`` arguments that resume from ``ckpt_path`` with ``weights_only=True``.
 
@@ -247,14 +243,19 @@ def run_fit(
     resume: bool | str | Path = False,
     callbacks: Sequence[pl.Callback] = (),
     enable_progress_bar: bool | None = None,
+    overwrite: bool = False,
 ) -> FitResult:
     """Train the run described by ``cfg`` (see the module docs for the run directory).
 
     Args:
         cfg: the experiment config.
-        resume: ``True`` continues from ``run_dir / last.ckpt``; a path continues
-            from that checkpoint; ``False`` starts fresh (refused when the run
-            directory already holds ``last.ckpt``).
+        resume: ``True`` continues from ``run_dir / last.ckpt`` (from step 0 when
+            the run directory holds a run that saved no checkpoint yet); a path
+            continues from that checkpoint; ``False`` starts fresh (refused when
+            the run directory holds anything).
+        overwrite: start fresh even where the run directory holds a run: the old
+            one is moved aside to ``<name>.old-<date>-<time>`` (nothing is
+            deleted), once every check passed.
         callbacks: extra Lightning callbacks.
         enable_progress_bar: a rich progress bar and Lightning's messages; ``None``:
             only when stdout is a terminal (quiet otherwise).
@@ -265,12 +266,19 @@ def run_fit(
     Raises:
         FileExistsError: a fresh run where one already exists.
         FileNotFoundError: ``resume`` names a missing checkpoint.
-        ValueError: invalid config values, or a resume checkpoint that
-            ``torch.load(weights_only=True)`` refuses (not a safe checkpoint).
+        ValueError: invalid config values, a resume checkpoint that
+            ``torch.load(weights_only=True)`` refuses (not a safe checkpoint), or
+            an output directory that cannot be written or lacks the room.
+        RunDirWriteError: a write failed during training (a full disk).
+        NonFiniteLossError: a non-finite loss or gradient.
+        RunInterruptedError: SIGTERM or Ctrl-C (after writing a resumable checkpoint).
     """
     validate_config(cfg)
     run_dir = cfg.run_dir
-    ckpt_path = _resume_path(run_dir, resume)
+    # Never into a run that exists unless asked (resume / overwrite); a directory that
+    # cannot be written is refused before anything is read (training/rundir.py).
+    ckpt_path, replace = start_point(run_dir, resume, overwrite)
+    check_writable(run_dir)
     if ckpt_path is not None:
         # Lightning reads the checkpoint again in trainer.fit: refuse an unsafe one first,
         # with a clear message (and before any data is prepared).
@@ -324,8 +332,17 @@ def run_fit(
             std=dm.std,
             input_size=dm.input_size,
         )
+        slots = 2 if cfg.optim.name == "adamw" else 1
+        copies = 1 if ckpt_path is not None else 3  # last + best + one being written
+        check_free_space(run_dir, copies * checkpoint_bytes(module, slots))
+        moved = None
+        if getattr(rank_zero_only, "rank", 0) == 0:  # rank from the environment (as Lightning)
+            if replace:  # only now that everything else was checked
+                moved = move_aside(run_dir)
+                print(f"dejavu: moved the previous run to {moved}", file=sys.stderr)
+            remove_stale_temporaries(run_dir)  # a killed writer's; never read
         start = time.perf_counter()
-        with interrupt_errors(interrupt):  # SIGTERM / Ctrl-C: RunInterruptedError
+        with interrupt_errors(interrupt), write_errors(run_dir):  # one-line errors
             trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
         train_time = time.perf_counter() - start
 
@@ -339,6 +356,7 @@ def run_fit(
         metrics=metrics,
         history=history,
         train_time_s=train_time,
+        moved_aside=moved,
     )
 
 
