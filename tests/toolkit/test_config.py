@@ -226,7 +226,7 @@ def test_every_shipped_config_resolves():
 
 
 @pytest.mark.parametrize(
-    "folder", ["scenes", "camvid", "cityscapes", "ade20k", "nyudv2"], ids=lambda f: f
+    "folder", ["scenes", "camvid", "cityscapes", "ade20k", "nyudv2", "kitti"], ids=lambda f: f
 )
 def test_baseline_and_dejavu_differ_only_by_the_switch(folder):
     pairs = [

@@ -34,6 +34,10 @@ class TaskConfig:
     """Per-head weights of the summed task loss, e.g. ``{seg: 1.0, depth: 0.5}`` (default 1)."""
     ignore_index: int = 255
     """Segmentation label that is ignored by the loss and the metrics."""
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per head, another evaluation metric than the head's default, and its options:
+    ``{depth: {name: kitti, crop: garg, min_depth: 1.0e-3, max_depth: 80.0}}`` (the KITTI
+    protocol: per image, then averaged; see docs/metrics.md); ``{}``: the defaults."""
 
 
 @dataclass

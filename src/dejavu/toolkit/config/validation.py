@@ -21,6 +21,30 @@ def _positive_int(value: int, name: str) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _validate_metrics(cfg: ExperimentConfig) -> None:
+    """``task.metrics``: heads of the task, variant names and options (by building them)."""
+    from dejavu.toolkit.tasks import head_spec, task_spec
+
+    heads = task_spec(cfg.task.name).heads
+    for key, options in cfg.task.metrics.items():
+        if key not in heads:
+            raise ConfigError(
+                f"task.metrics: {key!r} is not a head of task {cfg.task.name!r}; heads: "
+                f"{', '.join(map(repr, heads))}"
+            )
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"task.metrics.{key} must be a mapping such as {{name: kitti, crop: garg}}, "
+                f"got {options!r}"
+            )
+        if head_spec(key).channels is None and options.get("name", "default") == "default":
+            continue  # a class head's default metric needs num_classes, known from the data
+        try:
+            head_spec(key).make_metric(None, cfg.task.ignore_index, options)
+        except ValueError as exc:
+            raise ConfigError(f"task.metrics.{key}: {exc}") from None
+
+
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check value ranges, names and options that the types alone do not capture.
 
@@ -66,6 +90,7 @@ def _validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"trainer.monitor: {exc}") from None
     for key, w in cfg.task.loss_weights.items():
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
+    _validate_metrics(cfg)
 
     d = cfg.data
     check_choice(d.name, "data.name", list_datasets())

@@ -43,6 +43,7 @@ from dejavu.toolkit.data.factory import (
 )
 from dejavu.toolkit.data.folder import FolderDataset
 from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from dejavu.toolkit.data.kitti import KittiDepth, read_kitti_split
 from dejavu.toolkit.data.nyud import (
     NYU40_CLASSES,
     NYUDRefineNet,
@@ -87,6 +88,7 @@ __all__ = [
     "Compose",
     "DenseDataset",
     "FolderDataset",
+    "KittiDepth",
     "NYUDRefineNet",
     "NYUDv2",
     "Normalize",
@@ -106,6 +108,7 @@ __all__ = [
     "find_images",
     "list_datasets",
     "pad_collate",
+    "read_kitti_split",
     "register_dataset",
     "render_scene",
     "with_empty_targets",

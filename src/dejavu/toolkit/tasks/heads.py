@@ -55,6 +55,7 @@ from dejavu.metrics import (
     HIGHER_IS_BETTER,
     NORMALS_METRIC_NAMES,
     DepthMetrics,
+    KittiDepthMetrics,
     NormalsMetrics,
     SegmentationMetrics,
 )
@@ -153,6 +154,10 @@ class HeadSpec:
         colour_range: ``fn(target) -> (lo, hi) | None``: the value range a
             prediction is coloured with so that it matches its target, or ``None``.
         to_array: one sample of the output -> the array ``dejavu predict`` writes.
+        metric_variants: other metrics a config can choose for this head
+            (``task.metrics: {<head>: {name: <variant>, ...options}}``): name ->
+            ``fn(**options) -> module``, returning the same :attr:`metric_names`
+            (depth: ``kitti``, the per-image KITTI protocol); see :meth:`make_metric`.
         monitor: ``(metric name, "max" | "min")``: what picks ``best.ckpt``.
     """
 
@@ -172,6 +177,37 @@ class HeadSpec:
     activation_option: str | None = None
     colour_range: Callable[[Tensor], tuple[float, float] | None] = lambda target: None
     to_array: Callable[[Tensor], np.ndarray] = lambda value: value.numpy().astype(np.float32)
+    metric_variants: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
+
+    def make_metric(
+        self,
+        num_classes: int | None,
+        ignore_index: int,
+        options: Mapping[str, Any] | None = None,
+    ) -> nn.Module:
+        """A fresh metric: :attr:`metric`, or the variant ``options["name"]`` with the rest
+        of ``options`` as its keyword arguments (``name: default`` is :attr:`metric`).
+
+        Raises:
+            ValueError: for an unknown variant (listing them) or options it does not take.
+
+        Example:
+            >>> type(head_spec("depth").make_metric(None, 255, {"name": "kitti", "crop": "eigen"}))
+            <class 'dejavu.metrics.kitti.KittiDepthMetrics'>
+        """
+        opts = dict(options or {})
+        name = opts.pop("name", "default")
+        check_choice(name, f"{self.key} metric", ("default", *self.metric_variants))
+        if name == "default":
+            if opts:
+                raise ValueError(
+                    f"the default {self.key} metric takes no options, got {sorted(opts)}"
+                )
+            return self.metric(num_classes, ignore_index)
+        try:
+            return self.metric_variants[name](**opts)
+        except TypeError as exc:  # an option the variant does not take
+            raise ValueError(f"{self.key} metric {name!r}: {exc}") from None
 
     def higher_is_better_for(self, metric: str) -> bool:
         """Whether a higher value of the scalar ``metric`` is better.
@@ -379,6 +415,7 @@ DEPTH = register_head(
         activation_option="depth_activation",
         loss=lambda pred, target, _ignore: depth_l1_loss(pred, target),
         metric=lambda _k, _ignore: DepthMetrics(),
+        metric_variants={"kitti": KittiDepthMetrics},  # per image, Garg / Eigen crop
         metric_names=DEPTH_METRIC_NAMES,
         conditioning="depth",
         colorize=_depth_colorize,

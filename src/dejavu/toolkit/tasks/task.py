@@ -118,6 +118,10 @@ class Task:
         ignore_index: segmentation label to ignore.
         default_redaction: redaction the paper's findings suggest for the task
             (spatial for segmentation, spectral band-stop for geometry).
+        metric_options: head -> the metric variant and its options
+            (:meth:`~dejavu.toolkit.tasks.heads.HeadSpec.make_metric`), e.g.
+            ``{"depth": {"name": "kitti", "crop": "garg"}}``; a head not listed
+            uses its spec's default metric.
 
     Example:
         >>> task = create_task("segmentation", num_classes=3)
@@ -133,6 +137,7 @@ class Task:
     num_classes: int | None = None
     ignore_index: int = 255
     default_redaction: str = "random"
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def conditioning(self) -> dict[str, str]:
@@ -188,7 +193,12 @@ class TaskMetrics(nn.Module):
     def __init__(self, task: Task) -> None:
         super().__init__()
         self.metrics = nn.ModuleDict(
-            {key: head_spec(key).metric(task.num_classes, task.ignore_index) for key in task.heads}
+            {
+                key: head_spec(key).make_metric(
+                    task.num_classes, task.ignore_index, task.metric_options.get(key)
+                )
+                for key in task.heads
+            }
         )
 
     def _each(self) -> list[tuple[str, Any]]:
@@ -248,6 +258,7 @@ def create_task(
     num_classes: int | None = None,
     loss_weights: Mapping[str, float] | None = None,
     ignore_index: int = 255,
+    metrics: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Task:
     """Build a :class:`Task` by name.
 
@@ -258,6 +269,9 @@ def create_task(
         num_classes: required by tasks with a class head (segmentation, multitask).
         loss_weights: per-head weights of the summed loss (default 1 each).
         ignore_index: segmentation ignore label.
+        metrics: per head, a metric variant and its options instead of the
+            head's default metric, e.g. ``{"depth": {"name": "kitti", "crop": "garg"}}``
+            (``task.metrics`` in a config); checked by building them.
 
     Example:
         >>> create_task("multitask", num_classes=40).heads
@@ -269,7 +283,13 @@ def create_task(
     unknown = set(weights) - set(heads)
     if unknown:
         raise ValueError(f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)}")
+    metric_options = {key: dict(opts) for key, opts in (metrics or {}).items()}
+    unknown = set(metric_options) - set(heads)
+    if unknown:
+        raise ValueError(f"metrics has unknown heads {sorted(unknown)}; heads: {list(heads)}")
     needs_classes = any(head_spec(key).channels is None for key in heads)
+    for key, opts in metric_options.items():  # built once here: bad names and options fail
+        head_spec(key).make_metric(num_classes, ignore_index, opts)
     return Task(
         name=name,
         heads=heads,
@@ -277,4 +297,5 @@ def create_task(
         num_classes=num_classes if needs_classes else None,
         ignore_index=ignore_index,
         default_redaction=spec.default_redaction,
+        metric_options=metric_options,
     )

@@ -254,6 +254,7 @@ class DejaVuModule(pl.LightningModule):
             num_classes=num_classes,
             loss_weights=self.task_config.loss_weights,
             ignore_index=self.task_config.ignore_index,
+            metrics=self.task_config.metrics,
         )
         base = create_model(
             self.model_config.name,
