@@ -34,6 +34,7 @@ from dejavu.toolkit.models.factory import (
 from dejavu.toolkit.models.heads import ConvHead, TaskHeads, split_channels
 from dejavu.toolkit.models.hrnet import HRNet
 from dejavu.toolkit.models.multitask import build_multitask
+from dejavu.toolkit.models.ocr import OCRHRNet
 from dejavu.toolkit.models.pretrained import PretrainedReport, load_pretrained, read_state_dict
 from dejavu.toolkit.models.segformer import SegFormer
 from dejavu.toolkit.models.shared_attention_net import SharedAttentionHRNet
@@ -46,6 +47,7 @@ __all__ = [
     "DenseNet",
     "HRNet",
     "ModelFamily",
+    "OCRHRNet",
     "PretrainedReport",
     "SMPModel",
     "SegFormer",

@@ -22,6 +22,11 @@ does the rest the same way for all of them:
    ``exp(x)`` (``depth_activation="exp"``, i.e. the head predicts log-depth);
    ``"normals"`` are L2-normalised to unit vectors; ``"seg"`` logits are
    returned as they are. A head name without a registered spec is an error.
+
+A network may also return, in training mode only, a head's auxiliary output
+under ``aux_key(head)`` (``"seg_aux"``, see :mod:`dejavu.toolkit.tasks.heads`):
+it is resized and activated like its head and added to the task loss with the
+head spec's ``aux_weight``; in eval mode a network returns its heads alone.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice, check_image
-from dejavu.toolkit.tasks.heads import head_spec
+from dejavu.toolkit.tasks.heads import head_spec, output_spec
 
 __all__ = [
     "DEPTH_ACTIVATIONS",
@@ -119,8 +124,9 @@ def activate_outputs(
         depth_activation: ``"softplus"`` (``softplus(x) + 1e-6``) or ``"exp"``.
 
     Returns:
-        The same keys, each through its head's activation: ``"depth"``
-        positive, ``"normals"`` unit length along dim 1, ``"seg"`` unchanged.
+        The same keys, each through its head's activation (an auxiliary key
+        ``"seg_aux"`` through its head's): ``"depth"`` positive, ``"normals"``
+        unit length along dim 1, ``"seg"`` unchanged.
 
     Example:
         >>> out = activate_outputs({"depth": torch.zeros(1, 1, 2, 2)})
@@ -129,7 +135,7 @@ def activate_outputs(
     """
     check_choice(depth_activation, "depth_activation", DEPTH_ACTIVATIONS)
     options = {"depth_activation": depth_activation}
-    return {name: head_spec(name).activate(value, options) for name, value in outputs.items()}
+    return {name: output_spec(name).activate(value, options) for name, value in outputs.items()}
 
 
 def resize_outputs(

@@ -25,6 +25,9 @@ Names:
 - ``mtl_<name>``: ``<name>`` as a multi-task network (shared encoder, one head
   per task), e.g. ``mtl_hrnet18``; its default task is ``"multitask"``.
 - ``sa_hrnet18``: HRNet-18 with a DejaVu-SA shared-attention block in its head.
+- ``hrnet18_ocr``, ``hrnet48_ocr``: HRNet-OCR, the OCR head on ``hrnet18`` / ``hrnet48``
+  (:mod:`~dejavu.toolkit.models.ocr`; in training they also return ``"seg_aux"``,
+  the soft object regions, for the auxiliary loss).
 
 Every network follows :mod:`dejavu.toolkit.models.base`: ``image -> dict`` of
 task outputs at the input resolution, any input size, a ``heads`` attribute.
@@ -161,8 +164,8 @@ def list_models(pattern: str | None = None) -> list[str]:
     members of each are listed.
 
     Example:
-        >>> list_models("hrnet*")
-        ['hrnet18', 'hrnet18_full', 'hrnet18_v2', 'hrnet48']
+        >>> list_models("hrnet18*")
+        ['hrnet18', 'hrnet18_full', 'hrnet18_ocr', 'hrnet18_v2']
     """
     names = sorted({*_MODELS, *(e for f in _FAMILIES.values() for e in f.examples)})
     if pattern is not None:

@@ -8,14 +8,17 @@
 """
 
 from dejavu.toolkit.tasks.heads import (
+    AUX_SUFFIX,
     IGNORE_INDEX,
     HeadSpec,
     TargetSpec,
+    aux_key,
     head_spec,
     list_heads,
     list_targets,
     logged_metric_names,
     metric_direction,
+    output_spec,
     register_head,
     register_target,
     target_spec,
@@ -33,12 +36,14 @@ from dejavu.toolkit.tasks.task import (
 )
 
 __all__ = [
+    "AUX_SUFFIX",
     "IGNORE_INDEX",
     "HeadSpec",
     "TargetSpec",
     "Task",
     "TaskMetrics",
     "TaskSpec",
+    "aux_key",
     "create_task",
     "depth_l1_loss",
     "head_spec",
@@ -48,6 +53,7 @@ __all__ = [
     "logged_metric_names",
     "metric_direction",
     "normals_cosine_loss",
+    "output_spec",
     "register_head",
     "register_target",
     "register_task",

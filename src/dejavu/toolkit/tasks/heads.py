@@ -27,6 +27,18 @@ error (:func:`head_spec`), never a silent default. Adding a head is one
 :class:`TargetSpec` alone describes a dense target the data code must carry
 through transforms and padding, also when no head predicts it (``instance``).
 
+**Auxiliary outputs.** A network may return, *in training mode only*, an
+auxiliary prediction of a head under :func:`aux_key` (``"seg_aux"`` for
+``"seg"``): a deep-supervision output such as HRNet-OCR's soft object regions.
+It has the head's layout and activation and is trained with the head's loss
+against the head's target, weighted by :attr:`HeadSpec.aux_weight` (0.4, the
+OCR and PSPNet auxiliary weight) relative to the head's own loss weight
+(:meth:`dejavu.toolkit.tasks.Task.loss`; ``task.loss_weights`` may set
+``seg_aux`` itself). It is never a head of its own: no metric, no
+conditioning, and an eval-mode network does not return it, so validation,
+export and DejaVu's conditioning see only the heads. :func:`output_spec` finds
+the spec of either kind of key.
+
 Example:
     >>> head_spec("depth").conditioning, head_spec("depth").monitor
     ('depth', ('rmse', 'min'))
@@ -68,14 +80,17 @@ from dejavu.toolkit.colorize import (
 from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
 
 __all__ = [
+    "AUX_SUFFIX",
     "IGNORE_INDEX",
     "HeadSpec",
     "TargetSpec",
+    "aux_key",
     "head_spec",
     "list_heads",
     "list_targets",
     "logged_metric_names",
     "metric_direction",
+    "output_spec",
     "register_head",
     "register_target",
     "target_spec",
@@ -83,6 +98,9 @@ __all__ = [
 
 #: The default segmentation ignore label (``task.ignore_index``).
 IGNORE_INDEX = 255
+
+#: A head's auxiliary (training-only) prediction is ``pred[key + AUX_SUFFIX]``.
+AUX_SUFFIX = "_aux"
 
 #: ``colorize(value, num_classes, value_range) -> H x W x 3 uint8`` for one sample.
 Colorizer = Callable[[Any, "int | None", "tuple[float, float] | None"], np.ndarray]
@@ -159,6 +177,9 @@ class HeadSpec:
             ``fn(**options) -> module``, returning the same :attr:`metric_names`
             (depth: ``kitti``, the per-image KITTI protocol); see :meth:`make_metric`.
         monitor: ``(metric name, "max" | "min")``: what picks ``best.ckpt``.
+        aux_weight: weight of the head's auxiliary prediction (``pred[aux_key(key)]``,
+            returned by some networks in training only) relative to the head's own
+            loss weight; the auxiliary loss is :attr:`loss` against the same target.
     """
 
     key: str
@@ -178,6 +199,7 @@ class HeadSpec:
     colour_range: Callable[[Tensor], tuple[float, float] | None] = lambda target: None
     to_array: Callable[[Tensor], np.ndarray] = lambda value: value.numpy().astype(np.float32)
     metric_variants: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
+    aux_weight: float = 0.4
 
     def make_metric(
         self,
@@ -284,6 +306,31 @@ def head_spec(key: str) -> HeadSpec:
         ValueError: for an unregistered head (listing the registered ones).
     """
     return _HEADS[check_choice(key, "head", tuple(_HEADS))]
+
+
+def aux_key(key: str) -> str:
+    """The prediction key of head ``key``'s auxiliary (training-only) output.
+
+    Example:
+        >>> aux_key("seg")
+        'seg_aux'
+    """
+    return f"{key}{AUX_SUFFIX}"
+
+
+def output_spec(name: str) -> HeadSpec:
+    """The :class:`HeadSpec` of a prediction key: a head's own key or its :func:`aux_key`.
+
+    Raises:
+        ValueError: when ``name`` is neither (listing the registered heads).
+
+    Example:
+        >>> output_spec("seg_aux") is head_spec("seg")
+        True
+    """
+    if name not in _HEADS and name.endswith(AUX_SUFFIX) and name[: -len(AUX_SUFFIX)] in _HEADS:
+        return _HEADS[name[: -len(AUX_SUFFIX)]]
+    return head_spec(name)
 
 
 def target_spec(key: str) -> TargetSpec:

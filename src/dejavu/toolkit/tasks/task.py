@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice
-from dejavu.toolkit.tasks.heads import head_spec, metric_direction
+from dejavu.toolkit.tasks.heads import aux_key, head_spec, metric_direction
 
 __all__ = [
     "Task",
@@ -113,7 +113,9 @@ class Task:
     Attributes:
         name: a registered task name (:func:`list_tasks`).
         heads: prediction key -> output channels, e.g. ``{"seg": 19}``.
-        loss_weights: prediction key -> weight of its loss in the sum.
+        loss_weights: prediction key -> weight of its loss in the sum (default 1); an
+            auxiliary key (``"seg_aux"``) sets the auxiliary output's weight itself
+            (default: its head's weight times the head spec's ``aux_weight``).
         num_classes: segmentation classes (``None`` without a ``seg`` head).
         ignore_index: segmentation label to ignore.
         default_redaction: redaction the paper's findings suggest for the task
@@ -149,19 +151,42 @@ class Task:
         return tuple(self.heads)
 
     def loss(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Weighted sum of the per-head losses.
+        """Weighted sum of the per-head losses, auxiliary outputs included.
+
+        A prediction may carry a head's auxiliary output under
+        :func:`~dejavu.toolkit.tasks.heads.aux_key` (``"seg_aux"``; networks return
+        it in training mode only, e.g. HRNet-OCR's soft object regions). It is
+        trained with the head's loss against the head's target, weighted by
+        ``loss_weights["seg_aux"]`` if given, else by the head's weight times its
+        spec's ``aux_weight`` (0.4). Without it (eval mode) the loss is the heads' alone.
 
         Returns:
-            ``{"loss": total, "<head>": that head's unweighted loss, ...}``.
+            ``{"loss": total, "<head>": that head's unweighted loss, ...}``, plus
+            ``"<head>_aux"`` (unweighted) for each auxiliary output present.
+
+        Example:
+            >>> task = create_task("segmentation", num_classes=3)
+            >>> batch = {"seg": torch.zeros(1, 2, 2, dtype=torch.long)}
+            >>> pred = {"seg": torch.zeros(1, 3, 2, 2), "seg_aux": torch.zeros(1, 3, 2, 2)}
+            >>> out = task.loss(pred, batch)
+            >>> round(float(out["loss"]), 4), round(float(out["seg"] * 1.4), 4)
+            (1.5381, 1.5381)
         """
         parts: dict[str, Tensor] = {}
+        weights: dict[str, float] = {}
         for key in self.heads:
             if key not in pred:
                 raise ValueError(f"prediction has no {key!r} output; outputs: {sorted(pred)}")
             if key not in batch:
                 raise ValueError(f"batch has no {key!r} target; keys: {sorted(batch)}")
-            parts[key] = head_spec(key).loss(pred[key], batch[key], self.ignore_index)
-        weighted = [self.loss_weights.get(k, 1.0) * v for k, v in parts.items()]
+            spec = head_spec(key)
+            parts[key] = spec.loss(pred[key], batch[key], self.ignore_index)
+            weights[key] = self.loss_weights.get(key, 1.0)
+            aux = aux_key(key)
+            if aux in pred:  # a training-only auxiliary output of this head
+                parts[aux] = spec.loss(pred[aux], batch[key], self.ignore_index)
+                weights[aux] = self.loss_weights.get(aux, weights[key] * spec.aux_weight)
+        weighted = [weights[k] * v for k, v in parts.items()]
         total = sum(weighted[1:], start=weighted[0])  # = sum(weighted), typed as a Tensor
         return {"loss": total, **parts}
 
@@ -267,7 +292,8 @@ def create_task(
             ``"depth"``, ``"normals"`` or ``"multitask"`` (segmentation + depth +
             normals, NYUD-v2 style), ...
         num_classes: required by tasks with a class head (segmentation, multitask).
-        loss_weights: per-head weights of the summed loss (default 1 each).
+        loss_weights: per-head weights of the summed loss (default 1 each); a head's
+            auxiliary key (``"seg_aux"``) sets its auxiliary output's weight.
         ignore_index: segmentation ignore label.
         metrics: per head, a metric variant and its options instead of the
             head's default metric, e.g. ``{"depth": {"name": "kitti", "crop": "garg"}}``
@@ -280,9 +306,13 @@ def create_task(
     spec = task_spec(name)
     heads = task_heads(name, num_classes)
     weights = dict(loss_weights or {})
-    unknown = set(weights) - set(heads)
+    allowed = [*heads, *(aux_key(k) for k in heads)]
+    unknown = set(weights) - set(allowed)
     if unknown:
-        raise ValueError(f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)}")
+        raise ValueError(
+            f"loss_weights has unknown heads {sorted(unknown)}; heads: {list(heads)} "
+            f"(and their auxiliary outputs {[aux_key(k) for k in heads]})"
+        )
     metric_options = {key: dict(opts) for key, opts in (metrics or {}).items()}
     unknown = set(metric_options) - set(heads)
     if unknown:
