@@ -32,6 +32,7 @@ from dejavu.toolkit.models.factory import (
     register_model_family,
 )
 from dejavu.toolkit.models.heads import ConvHead, TaskHeads, split_channels
+from dejavu.toolkit.models.hms import HierarchicalMultiScale
 from dejavu.toolkit.models.hrnet import HRNet
 from dejavu.toolkit.models.multitask import build_multitask
 from dejavu.toolkit.models.ocr import OCRHRNet
@@ -46,6 +47,7 @@ __all__ = [
     "ConvHead",
     "DenseNet",
     "HRNet",
+    "HierarchicalMultiScale",
     "ModelFamily",
     "OCRHRNet",
     "PretrainedReport",

@@ -28,6 +28,8 @@ Names:
 - ``hrnet18_ocr``, ``hrnet48_ocr``: HRNet-OCR, the OCR head on ``hrnet18`` / ``hrnet48``
   (:mod:`~dejavu.toolkit.models.ocr`; in training they also return ``"seg_aux"``,
   the soft object regions, for the auxiliary loss).
+- ``hrnet18_ocr_hms``, ``hrnet48_ocr_hms``, ``hms_<model>``: hierarchical multi-scale
+  attention around a base network (:mod:`~dejavu.toolkit.models.hms`).
 
 Every network follows :mod:`dejavu.toolkit.models.base`: ``image -> dict`` of
 task outputs at the input resolution, any input size, a ``heads`` attribute.
@@ -165,7 +167,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
     Example:
         >>> list_models("hrnet18*")
-        ['hrnet18', 'hrnet18_full', 'hrnet18_ocr', 'hrnet18_v2']
+        ['hrnet18', 'hrnet18_full', 'hrnet18_ocr', 'hrnet18_ocr_hms', 'hrnet18_v2']
     """
     names = sorted({*_MODELS, *(e for f in _FAMILIES.values() for e in f.examples)})
     if pattern is not None:
