@@ -16,12 +16,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypeVar
 
-from dejavu._validation import check_choice
+from dejavu._registry import Registry
 from dejavu.crm.base import CRMBase
 
 __all__ = ["check_crm_options", "create_crm", "crm_class", "list_crms", "register_crm"]
 
-_REGISTRY: dict[str, type[CRMBase]] = {}
+_REGISTRY: Registry[CRMBase] = Registry("crm")
 
 C = TypeVar("C", bound=type[CRMBase])
 
@@ -32,23 +32,18 @@ def register_crm(cls: C) -> C:
     Raises:
         ValueError: when the class has no ``name`` or the name is taken by another class.
     """
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"crm name {name!r} is already registered by {_REGISTRY[name].__name__}")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(cls)
     return cls
 
 
 def list_crms() -> list[str]:
     """The registered CRM names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def crm_class(name: str) -> type[CRMBase]:
     """The class registered as ``name`` (``ValueError`` listing the names otherwise)."""
-    return _REGISTRY[check_choice(name, "crm", tuple(list_crms()))]
+    return _REGISTRY.get(name)
 
 
 def check_crm_options(name: str, options: Any) -> type[CRMBase]:

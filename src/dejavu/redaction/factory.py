@@ -16,11 +16,9 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
-import inspect
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dejavu._validation import check_choice
+from dejavu._registry import Registry
 from dejavu.redaction.types import Redaction
 
 __all__ = [
@@ -38,7 +36,7 @@ __all__ = [
 FAMILIES: tuple[str, ...] = ("identity", "spatial", "spectral", "composite")
 
 # name -> class, in registration order: the one list of redactions.
-_CLASSES: dict[str, type[Redaction]] = {}
+_CLASSES: Registry[Redaction] = Registry("redaction", label="redaction name")
 
 R = TypeVar("R", bound=type[Redaction])
 
@@ -49,14 +47,7 @@ def register_redaction(cls: R) -> R:
     Raises:
         ValueError: when the class has no ``name`` or the name is taken by another class.
     """
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
-    if name in _CLASSES and _CLASSES[name] is not cls:
-        raise ValueError(
-            f"redaction name {name!r} is already registered by {_CLASSES[name].__name__}"
-        )
-    _CLASSES[name] = cls
+    _CLASSES.register(cls)
     return cls
 
 
@@ -67,16 +58,18 @@ def list_redactions(pattern: str | None = None) -> list[str]:
         >>> list_redactions("*pass")
         ['bandpass', 'highpass', 'lowpass']
     """
-    names = sorted(_CLASSES)
-    return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return _CLASSES.names(pattern)
 
 
 def redaction_names() -> tuple[str, ...]:
     """The registered names grouped by family (:data:`FAMILIES` order), then registration order."""
     order = {family: i for i, family in enumerate(FAMILIES)}
-    names = list(_CLASSES)
+    names = _CLASSES.in_order()
     return tuple(
-        sorted(names, key=lambda n: (order.get(_CLASSES[n].family, len(order)), names.index(n)))
+        sorted(
+            names,
+            key=lambda n: (order.get(_CLASSES.get(n).family, len(order)), names.index(n)),
+        )
     )
 
 
@@ -93,14 +86,7 @@ def __getattr__(name: str) -> Any:
 
 def redaction_class(name: str) -> type[Redaction]:
     """The class registered as ``name`` (``ValueError`` listing the names otherwise)."""
-    if not isinstance(name, str):
-        raise ValueError(f"redaction name must be a string, got {name!r}")
-    return _CLASSES[check_choice(name, "redaction name", redaction_names())]
-
-
-def _allowed_kwargs(cls: type[Redaction]) -> list[str]:
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return _CLASSES.get(name, redaction_names())
 
 
 def check_redaction_options(name: str, options: Any) -> type[Redaction]:
@@ -110,7 +96,7 @@ def check_redaction_options(name: str, options: Any) -> type[Redaction]:
         ValueError: for an unknown name or option (the message lists the allowed ones).
     """
     cls = redaction_class(name)
-    allowed = _allowed_kwargs(cls)
+    allowed = _CLASSES.options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(

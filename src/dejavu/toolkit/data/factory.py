@@ -16,12 +16,11 @@ Example:
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dejavu._validation import check_choice
+from dejavu._registry import Registry
 from dejavu.toolkit.data.base import DenseDataset
 from dejavu.toolkit.errors import UserPathError
 
@@ -35,7 +34,7 @@ __all__ = [
 ]
 
 # name -> class, in registration order: the one list of datasets.
-_REGISTRY: dict[str, type[DenseDataset]] = {}
+_REGISTRY: Registry[DenseDataset] = Registry("dataset", label="dataset name")
 
 D = TypeVar("D", bound=type[DenseDataset])
 
@@ -46,14 +45,7 @@ def register_dataset(cls: D) -> D:
     Raises:
         ValueError: when the class has no ``name`` or the name is taken by another class.
     """
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__} needs a non-empty class attribute `name` to register")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(
-            f"dataset name {name!r} is already registered by {_REGISTRY[name].__name__}"
-        )
-    _REGISTRY[name] = cls
+    _REGISTRY.register(cls)
     return cls
 
 
@@ -64,8 +56,7 @@ def list_datasets(pattern: str | None = None) -> list[str]:
         >>> list_datasets("nyud*")
         ['nyudv2', 'nyudv2_refinenet']
     """
-    names = sorted(_REGISTRY)
-    return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return _REGISTRY.names(pattern)
 
 
 if TYPE_CHECKING:  # module attributes computed by __getattr__ below
@@ -76,7 +67,7 @@ if TYPE_CHECKING:  # module attributes computed by __getattr__ below
 def __getattr__(name: str) -> Any:
     # Read-only views, computed when read: classes register when their modules are imported.
     if name == "DATASETS":
-        return dict(_REGISTRY)
+        return {name: _REGISTRY.get(name) for name in _REGISTRY.in_order()}
     if name == "DATASET_NAMES":
         return tuple(list_datasets())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -92,7 +83,7 @@ def dataset_class(name: str) -> type[DenseDataset]:
     Raises:
         ValueError: for an unknown name (listing the registered ones).
     """
-    return _REGISTRY[check_choice(name, "dataset name", tuple(list_datasets()))]
+    return _REGISTRY.get(name)
 
 
 def create_dataset(
