@@ -76,7 +76,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         local = Path(str(path).removeprefix("file://"))
         with atomic_write(local, "wb") as f:
             torch.save(checkpoint, f)
-            fault_point("checkpoint")  # a test-only pause (DEJAVU_TEST_PAUSE); no-op otherwise
+            fault_point(local.name)  # a test-only pause (DEJAVU_TEST_PAUSE); no-op otherwise
 
     def remove_checkpoint(self, path: str | Path) -> None:
         fs = get_filesystem(path)

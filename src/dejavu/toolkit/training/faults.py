@@ -252,11 +252,12 @@ def fault_point(point: str) -> None:
 
     ``DEJAVU_TEST_PAUSE=<point>:<n>:<marker file>[:<seconds>]`` makes the
     ``n``-th call (from 1) with this ``point`` write ``marker file`` and sleep
-    (default 60 s, less once a signal has been handled). Points: ``step`` (the
-    end of every training step) and ``checkpoint`` (inside every checkpoint
-    write, after the data went to the temporary file and before it is renamed
-    over the old one). Without the variable it returns at once (one dictionary
-    look-up): nothing changes in production.
+    (default 60 s; 0: just write the marker; less once a signal has been
+    handled). Points: ``step`` (the end of every training step) and a
+    checkpoint's file name, ``last.ckpt`` or ``best.ckpt`` (inside every write
+    of that file, after the data went to the temporary file and before it is
+    renamed over the old one). Without the variable it returns at once (one
+    dictionary look-up): nothing changes in production.
     """
     spec = os.environ.get(_PAUSE_ENV)
     if not spec:
