@@ -16,6 +16,8 @@ prints its one-line message and exits with the error's ``exit_code``:
 - :class:`NonFiniteLossError`: a NaN or infinite loss term or gradient (1);
 - :class:`RunDirWriteError`: the run directory refused a write (a full
   disk, a read-only file system) (1);
+- :class:`DistributedFailureError`: another process of a DDP run died or
+  hung (1);
 - :class:`RunInterruptedError`: SIGTERM or Ctrl-C, after a resumable checkpoint
   was written (130 for SIGINT, 143 for SIGTERM).
 
@@ -40,6 +42,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "ConfigError",
+    "DistributedFailureError",
     "NonFiniteLossError",
     "RunDirWriteError",
     "RunExistsError",
@@ -76,6 +79,10 @@ class TrainingStoppedError(RuntimeError):
 
 class NonFiniteLossError(TrainingStoppedError):
     """A loss term or the gradients were NaN or infinite; no weight was updated."""
+
+
+class DistributedFailureError(TrainingStoppedError):
+    """Another process of a distributed run died or hung; this one stopped instead of waiting."""
 
 
 class RunDirWriteError(TrainingStoppedError):

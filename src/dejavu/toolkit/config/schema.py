@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DDP_STRATEGIES",
     "OPTIMIZERS",
     "DataConfig",
     "DejaVuConfig",
@@ -21,6 +22,20 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adamw", "sgd")
+
+#: ``trainer.strategy`` names that ``trainer.ddp_timeout_s`` applies to, and the
+#: ``DDPStrategy`` options each name stands for.
+DDP_STRATEGIES: dict[str, dict[str, Any]] = {
+    "ddp": {},
+    "ddp_spawn": {"start_method": "spawn"},
+    "ddp_fork": {"start_method": "fork"},
+    "ddp_notebook": {"start_method": "fork"},
+    "ddp_find_unused_parameters_true": {"find_unused_parameters": True},
+    "ddp_spawn_find_unused_parameters_true": {
+        "start_method": "spawn",
+        "find_unused_parameters": True,
+    },
+}
 
 
 @dataclass
@@ -217,6 +232,11 @@ class TrainerConfig:
     """Optimiser steps with a NaN or infinite loss term or gradient to skip (no weight
     updated; each logged as ``train/skipped_nonfinite``) before the run stops; 0: stop at
     the first one, naming the step and the term (``last.ckpt`` keeps the last good state)."""
+    ddp_timeout_s: float | None = None
+    """Under DDP (``strategy: ddp``, ``ddp_spawn``, ...), seconds a process waits for the
+    others in a collective operation before it stops with an error (the process group's
+    timeout), so that a process that hangs does not hang the run; ``None``: torch's
+    default, 30 minutes. A process that dies is noticed at once with gloo."""
 
 
 @dataclass

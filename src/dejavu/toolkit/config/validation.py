@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dejavu._validation import check_choice, check_in_range
 from dejavu.crm import check_crm_options, list_crms
-from dejavu.toolkit.config.schema import OPTIMIZERS, ExperimentConfig
+from dejavu.toolkit.config.schema import DDP_STRATEGIES, OPTIMIZERS, ExperimentConfig
 from dejavu.toolkit.errors import ConfigError
 
 __all__ = ["validate_config"]
@@ -193,3 +193,11 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"trainer.skip_nonfinite_steps must be >= 0, got {t.skip_nonfinite_steps}"
         )
+    if t.ddp_timeout_s is not None:
+        check_in_range(t.ddp_timeout_s, "trainer.ddp_timeout_s", 0.0, float("inf"),
+                       low_inclusive=False)  # fmt: skip
+        if t.strategy not in DDP_STRATEGIES:
+            raise ConfigError(
+                f"trainer.ddp_timeout_s needs a DDP trainer.strategy "
+                f"({', '.join(DDP_STRATEGIES)}), got {t.strategy!r}"
+            )

@@ -33,6 +33,13 @@ once (``last.ckpt`` is then the last one saved before). A checkpoint written
 in the middle of an epoch resumes exactly: the training samplers skip the
 batches of the epoch that were already trained (:func:`batches_done_in_epoch`).
 Under DDP the processes agree (all-reduce) on the step to stop at.
+
+Under DDP, when one process dies the others must not wait for it forever:
+with gloo a dead peer's closed connection fails their next collective
+operation at once, and :func:`ddp_strategy` gives the process group the
+timeout ``trainer.ddp_timeout_s`` for a process that hangs (or a backend that
+cannot tell). :func:`distributed_errors` reports either as
+:class:`~dejavu.toolkit.errors.DistributedFailureError`, one line.
 """
 
 from __future__ import annotations
@@ -54,12 +61,19 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
-from dejavu.toolkit.errors import NonFiniteLossError, RunInterruptedError
+from dejavu.toolkit.config.schema import DDP_STRATEGIES
+from dejavu.toolkit.errors import (
+    DistributedFailureError,
+    NonFiniteLossError,
+    RunInterruptedError,
+)
 
 __all__ = [
     "GracefulInterrupt",
     "NonFiniteGuard",
     "batches_done_in_epoch",
+    "ddp_strategy",
+    "distributed_errors",
     "fault_point",
     "interrupt_errors",
     "nonfinite_terms",
@@ -192,8 +206,12 @@ class NonFiniteGuard(pl.Callback):
     def _message(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, bad: list[str], params: list
     ) -> str:
+        # The total follows from its terms, and the gradients from the loss: name the first
+        # link of the chain.
+        named = [n for n in bad if n != GRADIENTS] or bad
+        named = [n for n in named if n != "loss"] or named
         parts = []
-        for name in bad:
+        for name in named:
             if name == GRADIENTS:
                 first = next(
                     (
@@ -205,16 +223,10 @@ class NonFiniteGuard(pl.Callback):
                 )
                 where = f", first in {first}" if first else " (on another process)"
                 parts.append(f"gradients{where}")
-            elif name in self._values:
+            elif name in self._values and nonfinite_terms({name: self._values[name]}):
                 parts.append(f"{name} = {_describe(self._values[name])}")
-            else:
+            else:  # finite here: another process saw it (the decision is all-reduced)
                 parts.append(f"{name} (on another process)")
-        # The total follows from its terms, and the gradients from the loss: name the first
-        # link of the chain.
-        if len(bad) > 1 and GRADIENTS in bad:
-            parts = [p for p in parts if not p.startswith(GRADIENTS)]
-        if len(parts) > 1:
-            parts = [p for p in parts if not p.startswith("loss =")] or parts
         step = trainer.global_step
         return (
             f"non-finite training loss at step {step} (epoch {trainer.current_epoch}): "
@@ -425,3 +437,82 @@ def batches_done_in_epoch(trainer: pl.Trainer | None) -> int:
         return 0
     done = int(progress.completed)
     return max(done, 0)
+
+
+# ---------------------------------------------------------------------- DDP
+def ddp_strategy(name: str, timeout_s: float | None) -> Any:
+    """``trainer.strategy`` as Lightning takes it: the name, or a ``DDPStrategy`` with a timeout.
+
+    Args:
+        name: the strategy's name (``ddp``, ``ddp_spawn``, ...).
+        timeout_s: seconds a process waits for the others in a collective operation
+            (the process group's timeout); ``None``: the name unchanged (torch's
+            default timeout, 30 minutes).
+
+    Raises:
+        ValueError: a timeout for a strategy that is not one of :data:`DDP_STRATEGIES`.
+
+    Example:
+        >>> ddp_strategy("ddp", None)
+        'ddp'
+        >>> ddp_strategy("ddp", 60)._timeout
+        datetime.timedelta(seconds=60)
+    """
+    if timeout_s is None:
+        return name
+    if name not in DDP_STRATEGIES:
+        raise ValueError(
+            f"trainer.ddp_timeout_s needs a DDP trainer.strategy ({', '.join(DDP_STRATEGIES)}), "
+            f"got {name!r}"
+        )
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(timeout=timedelta(seconds=float(timeout_s)), **DDP_STRATEGIES[name])
+
+
+_PEER_FAILURES = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "timed out",
+    "timeout",
+    "nccl",
+    "gloo",
+    "process group",
+    "processgroup",
+)
+
+
+def _is_peer_failure(exc: BaseException) -> bool:
+    dist_error = getattr(torch.distributed, "DistError", None)
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(s in text for s in _PEER_FAILURES)
+
+
+@contextlib.contextmanager
+def distributed_errors(world_size: int, last_path: Path) -> Iterator[None]:
+    """Report a collective operation that failed because another process died or hung.
+
+    Only with several processes; the error (exit status 1 on the command line)
+    says that this process stopped instead of waiting, and what to resume from.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if world_size <= 1 or not _is_peer_failure(exc):
+            raise
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        saved = (
+            f"{last_path} is the last complete checkpoint: start every process again with --resume"
+            if last_path.is_file()
+            else "no checkpoint was saved yet"
+        )
+        raise DistributedFailureError(
+            f"another process of the distributed run died or stopped answering, so this one "
+            f"stopped too instead of waiting ({type(exc).__name__}: {reason}); {saved}"
+        ) from exc

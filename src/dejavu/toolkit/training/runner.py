@@ -82,7 +82,13 @@ from dejavu.toolkit.training.checkpoint import (
     split_state_dict,
 )
 from dejavu.toolkit.training.datamodule import DenseDataModule
-from dejavu.toolkit.training.faults import GracefulInterrupt, NonFiniteGuard, interrupt_errors
+from dejavu.toolkit.training.faults import (
+    GracefulInterrupt,
+    NonFiniteGuard,
+    ddp_strategy,
+    distributed_errors,
+    interrupt_errors,
+)
 from dejavu.toolkit.training.module import DejaVuModule, default_monitor
 from dejavu.toolkit.training.rundir import (
     check_free_space,
@@ -193,7 +199,13 @@ def build_trainer(
 
 #: ``trainer`` keys that are the toolkit's own, not ``lightning.pytorch.Trainer`` arguments.
 TOOLKIT_TRAINER_KEYS: frozenset[str] = frozenset(
-    {"monitor", "image_log_every_n_steps", "val_every_n_epochs", "skip_nonfinite_steps"}
+    {
+        "monitor",
+        "image_log_every_n_steps",
+        "val_every_n_epochs",
+        "skip_nonfinite_steps",
+        "ddp_timeout_s",
+    }
 )
 
 
@@ -218,6 +230,7 @@ def trainer_kwargs(t: TrainerConfig) -> dict[str, Any]:
     kwargs["check_val_every_n_epoch"] = t.val_every_n_epochs
     if t.max_steps >= 1:
         kwargs["max_epochs"] = -1
+    kwargs["strategy"] = ddp_strategy(t.strategy, t.ddp_timeout_s)  # a DDPStrategy with timeout
     return kwargs
 
 
@@ -342,7 +355,11 @@ def run_fit(
                 print(f"dejavu: moved the previous run to {moved}", file=sys.stderr)
             remove_stale_temporaries(run_dir)  # a killed writer's; never read
         start = time.perf_counter()
-        with interrupt_errors(interrupt), write_errors(run_dir):  # one-line errors
+        with (  # one-line errors
+            interrupt_errors(interrupt),
+            write_errors(run_dir),
+            distributed_errors(trainer.world_size, run_dir / "last.ckpt"),
+        ):
             trainer.fit(module, datamodule=dm, **_resume_kwargs(trainer, ckpt_path))
         train_time = time.perf_counter() - start
 
