@@ -55,7 +55,9 @@ def command(config: str, out: str, variant: str, seed: int) -> tuple[list[str], 
         "--set", VARIANTS[variant], "--set", f"seed={seed}",
         "--set", f"output_dir={run_dir.parent}", "--set", f"name={run_dir.name}",
     ]  # fmt: skip
-    if (run_dir / "last.ckpt").is_file():
+    if run_dir.is_dir():
+        # A run with a checkpoint continues from it; one killed before its first
+        # checkpoint starts again from step 0 (what `fit --resume` does for it).
         cmd.append("--resume")
     return cmd, run_dir
 
