@@ -128,7 +128,7 @@ def normal_errors(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> 
     Example:
         >>> t = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 1, 2)
         >>> p = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]]).view(1, 3, 1, 2)
-        >>> float(normal_errors(p, t)["mean"])
+        >>> round(float(normal_errors(p, t)["mean"]), 4)
         45.0
     """
     a = normal_angles(pred, target, valid).double()
