@@ -30,6 +30,7 @@ from dejavu.metrics.normals import (
 from dejavu.metrics.panoptic import (
     PanopticQuality,
     PanopticStats,
+    panoptic_from_labels,
     panoptic_from_segments,
     panoptic_quality,
     panoptic_scores,
@@ -60,6 +61,7 @@ __all__ = [
     "multitask_delta",
     "normal_angles",
     "normal_errors",
+    "panoptic_from_labels",
     "panoptic_from_segments",
     "panoptic_quality",
     "panoptic_scores",

@@ -8,7 +8,8 @@ its pixels in an image form one segment). In the **target** only, a pixel of a
 thing category with instance id 0 belongs to that category's crowd region
 (``iscrowd = 1``), as in the Cityscapes panoptic conversion; in a prediction
 instance 0 is an ordinary instance id. :func:`panoptic_from_segments` converts
-a COCO-style ``(segment-id map, segments_info)`` pair into this encoding.
+a COCO-style ``(segment-id map, segments_info)`` pair into this encoding,
+:func:`panoptic_from_labels` a ``(seg, instance)`` pair of the toolkit's samples.
 
 Definition (panopticapi ``pq_compute_single_core``), per image:
 
@@ -39,6 +40,7 @@ from dejavu.metrics._per_class import PerClassMetric
 __all__ = [
     "PanopticQuality",
     "PanopticStats",
+    "panoptic_from_labels",
     "panoptic_from_segments",
     "panoptic_quality",
     "panoptic_scores",
@@ -374,6 +376,49 @@ def panoptic_from_segments(
         bad = torch.unique(sid_map[labelled & ~known])[:10].tolist()
         raise ValueError(f"segment_ids holds ids {bad} that are not in segments")
     return out
+
+
+def panoptic_from_labels(seg: Tensor, instance: Tensor) -> Tensor:
+    """Stack a semantic map and an instance map into the encoding used here.
+
+    The toolkit's panoptic samples hold ``seg`` (category per pixel, VOID =
+    the metric's ``void_label``, 255 by default) and ``instance`` (0 = none;
+    on a thing category, 0 = crowd), which is this module's encoding one
+    channel each: the result is ``torch.stack([seg, instance], dim=-3)``
+    after the checks below.
+
+    Args:
+        seg: ``H x W`` or ``B x H x W`` integer category ids.
+        instance: integer instance ids (``>= 0``) of the same shape.
+
+    Returns:
+        ``2 x H x W`` or ``B x 2 x H x W`` int64 tensor (category, instance).
+
+    Raises:
+        ValueError: for non-integer tensors, different shapes, a dimension
+            other than 2 or 3, or a negative instance id.
+
+    Example:
+        >>> seg = torch.tensor([[[0, 0, 255]]])
+        >>> inst = torch.tensor([[[3, 0, 0]]])
+        >>> panoptic_from_labels(seg, inst).tolist()
+        [[[[0, 0, 255]], [[3, 0, 0]]]]
+    """
+    for name, x in (("seg", seg), ("instance", instance)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x)!r}")
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"{name} must be an integer tensor, got dtype {x.dtype}")
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name} must be H x W or B x H x W, got shape {tuple(x.shape)}")
+    if seg.shape != instance.shape:
+        raise ValueError(
+            f"seg of shape {tuple(seg.shape)} and instance of shape "
+            f"{tuple(instance.shape)} must have the same shape"
+        )
+    if bool((instance < 0).any()):
+        raise ValueError("instance ids must be >= 0 (0 = no instance or crowd)")
+    return torch.stack([seg.long(), instance.long()], dim=-3)
 
 
 class PanopticQuality(PerClassMetric):

@@ -17,6 +17,28 @@ with only the targets listed in the dataset's ``tasks``. Each dataset class
 has ``class_names``, ``num_classes``, ``ignore_index`` (255), ``tasks``,
 ``mean`` and ``std``.
 
+Panoptic data (the contract between datasets, the ``panoptic`` task, the
+metric and the panels):
+
+- a sample of a panoptic-capable dataset holds ``seg`` (train ids
+  ``0..K-1``, 255 = VOID) and ``instance``: 0 = no instance; a pixel of a
+  *thing* class carries an instance id ``>= 1``, unique within the image
+  (ids need not be consecutive; they stay below ``2**24``, so resampling
+  keeps them exact); a thing pixel with instance 0 is that class's crowd
+  region (COCO ``iscrowd``, Cityscapes group labels); on stuff and VOID
+  pixels the instance id is 0.
+- the dataset exposes its categories in one place,
+  :attr:`DenseDataset.categories <dejavu.toolkit.data.base.DenseDataset.categories>`:
+  a list of ``{"id": train_id, "name": str, "isthing": bool}`` in train-id
+  order (so ``len(categories) == num_classes`` and ``id`` equals the
+  position), built from ``class_names`` and the class attribute
+  ``thing_classes`` (the names of the thing classes; None on datasets without
+  a thing/stuff split, whose ``categories`` raises a ``ValueError``);
+  :func:`panoptic_datasets` lists the datasets that have one.
+- ``dejavu.metrics.PanopticQuality(ds.categories)`` scores
+  :func:`dejavu.metrics.panoptic_from_labels` ``(seg, instance)``
+  (``B x 2 x H x W``: category = train id, VOID = 255).
+
 Example:
     >>> import tempfile
     >>> from dejavu.toolkit.data import create_dataset, default_train_transform
@@ -39,6 +61,7 @@ from dejavu.toolkit.data.factory import (
     create_dataset,
     dataset_class,
     list_datasets,
+    panoptic_datasets,
     register_dataset,
 )
 from dejavu.toolkit.data.folder import FolderDataset
@@ -108,6 +131,7 @@ __all__ = [
     "find_images",
     "list_datasets",
     "pad_collate",
+    "panoptic_datasets",
     "read_kitti_split",
     "register_dataset",
     "render_scene",

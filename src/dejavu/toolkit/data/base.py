@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +60,10 @@ class DenseDataset(Dataset[Sample], abc.ABC):
             (:func:`dejavu.toolkit.tasks.heads.list_targets`: ``seg``,
             ``depth``, ``normals``, ``instance``).
         mean, std: per-channel statistics used for normalisation.
+        thing_classes: the names (a subset of ``class_names``) of the "thing"
+            classes, whose pixels carry instance ids in ``instance``; the
+            others are "stuff". None: the dataset has no thing/stuff split (no
+            panoptic labels). See :attr:`categories`.
     """
 
     name: ClassVar[str] = ""
@@ -70,6 +74,7 @@ class DenseDataset(Dataset[Sample], abc.ABC):
     ignore_index: int = IGNORE_INDEX
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    thing_classes: tuple[str, ...] | None = None
 
     def __init__(self, transform: Callable[[Sample], Sample] | None = None) -> None:
         if transform is not None and not callable(transform):
@@ -81,6 +86,43 @@ class DenseDataset(Dataset[Sample], abc.ABC):
     def num_classes(self) -> int:
         """The number of semantic classes (``len(class_names)``)."""
         return len(self.class_names)
+
+    @property
+    def categories(self) -> list[dict[str, Any]]:
+        """The panoptic categories: ``{"id": train_id, "name": str, "isthing": bool}`` each.
+
+        One per class, in train-id order (``id`` = position = the label value in
+        ``seg``), the form :class:`dejavu.metrics.PanopticQuality` takes.
+
+        Raises:
+            ValueError: when the dataset has no thing/stuff split
+                (``thing_classes`` is None), naming the datasets that have one.
+
+        Example:
+            >>> import tempfile
+            >>> from dejavu.toolkit.data import create_dataset
+            >>> ds = create_dataset("scenes", tempfile.mkdtemp(), "val", num_images=1, size=(8, 8))
+            >>> [(c["name"], c["isthing"]) for c in ds.categories][2:4]
+            [('ceiling', False), ('box', True)]
+        """
+        things = self.thing_classes
+        if things is None:
+            from dejavu.toolkit.data.factory import panoptic_datasets
+
+            raise ValueError(
+                f"dataset {self.name or type(self).__name__!r} has no thing/stuff split "
+                f"(thing_classes is None), so no panoptic categories; datasets with one: "
+                f"{panoptic_datasets()}"
+            )
+        unknown = sorted(set(things) - set(self.class_names))
+        if unknown:
+            raise ValueError(
+                f"thing_classes {unknown} of dataset {self.name!r} are not in its "
+                f"class_names {self.class_names}"
+            )
+        return [
+            {"id": i, "name": n, "isthing": n in things} for i, n in enumerate(self.class_names)
+        ]
 
     @abc.abstractmethod
     def load(self, index: int) -> Sample:

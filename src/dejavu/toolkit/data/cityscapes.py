@@ -24,7 +24,13 @@ from dejavu.toolkit.data.io import (
 from dejavu.toolkit.data.transforms import Sample
 from dejavu.toolkit.errors import UserPathError
 
-__all__ = ["CITYSCAPES_CLASSES", "LABEL_ID_TO_TRAIN_ID", "Cityscapes", "label_ids_to_train_ids"]
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_THING_CLASSES",
+    "LABEL_ID_TO_TRAIN_ID",
+    "Cityscapes",
+    "label_ids_to_train_ids",
+]
 
 CITYSCAPES_CLASSES = (
     "road",
@@ -38,6 +44,19 @@ CITYSCAPES_CLASSES = (
     "vegetation",
     "terrain",
     "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+)
+
+#: The classes with instances (cityscapesScripts' ``hasInstances`` among the 19
+#: evaluated classes): the "things" of Cityscapes panoptic; the other 11 are stuff.
+CITYSCAPES_THING_CLASSES = (
     "person",
     "rider",
     "car",
@@ -106,9 +125,15 @@ class Cityscapes(DenseDataset):
     (:data:`LABEL_ID_TO_TRAIN_ID`). Both give the same labels.
 
     With ``with_instance=True`` the sample also holds ``instance`` from
-    ``*_gtFine_instanceIds.png``: pixels of "thing" objects keep their
-    Cityscapes id ``class_id * 1000 + k`` (unique per object, nonzero); every
-    value below 1000 (stuff, and crowd regions without instances) becomes 0.
+    ``*_gtFine_instanceIds.png``, in the panoptic form of
+    :mod:`dejavu.toolkit.data`: a pixel of one of the 8 thing classes
+    (:data:`CITYSCAPES_THING_CLASSES`) keeps its Cityscapes id
+    ``label_id * 1000 + k`` (unique per object, nonzero); a thing pixel
+    stored below 1000 (a group label such as "cargroup", no single object)
+    gets 0, its class's crowd region, as cityscapesScripts'
+    ``createPanopticImgs`` marks it ``iscrowd``; stuff and ignored pixels
+    (including the caravan and trailer objects, ignored in evaluation) get 0.
+    :attr:`categories` gives the thing/stuff split.
 
     Args:
         root: the Cityscapes folder (holding ``leftImg8bit/`` and ``gtFine/``).
@@ -127,6 +152,7 @@ class Cityscapes(DenseDataset):
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(CITYSCAPES_CLASSES)  # noqa: RUF012
+    thing_classes = CITYSCAPES_THING_CLASSES
 
     def __init__(
         self,
@@ -196,6 +222,7 @@ class Cityscapes(DenseDataset):
         if self.with_instance:
             ids = read_label(instance_path).astype(np.int64)
             check_same_size(image, ids, instance_path, image_path)
-            sample["instance"] = torch.from_numpy(np.where(ids >= 1000, ids, 0))
+            is_thing = np.isin(seg, [self.class_names.index(c) for c in self.thing_classes])
+            sample["instance"] = torch.from_numpy(np.where((ids >= 1000) & is_thing, ids, 0))
         sample["name"] = image_path.name[: -len("_leftImg8bit.png")]
         return sample

@@ -30,6 +30,7 @@ __all__ = [
     "create_dataset",
     "dataset_class",
     "list_datasets",
+    "panoptic_datasets",
     "register_dataset",
 ]
 
@@ -84,6 +85,19 @@ def dataset_class(name: str) -> type[DenseDataset]:
         ValueError: for an unknown name (listing the registered ones).
     """
     return _REGISTRY.get(name)
+
+
+def panoptic_datasets() -> list[str]:
+    """The registered datasets with a thing/stuff split (``thing_classes`` set), sorted.
+
+    Their samples can hold ``instance`` and their ``categories`` feed the
+    panoptic metric (see :mod:`dejavu.toolkit.data`).
+
+    Example:
+        >>> "scenes" in panoptic_datasets(), "camvid" in panoptic_datasets()
+        (True, False)
+    """
+    return [n for n in list_datasets() if dataset_class(n).thing_classes is not None]
 
 
 def create_dataset(

@@ -64,6 +64,7 @@ from dejavu.toolkit.data.scenes.dataset import ProceduralScenes
 from dejavu.toolkit.data.scenes.render import (
     CLASS_NAMES,
     GENERATOR_VERSION,
+    THING_CLASSES,
     VAL_SEED_OFFSET,
     RenderedScene,
     render_scene,
@@ -73,6 +74,7 @@ from dejavu.toolkit.data.scenes.render import (
 __all__ = [
     "CLASS_NAMES",
     "GENERATOR_VERSION",
+    "THING_CLASSES",
     "VAL_SEED_OFFSET",
     "ProceduralScenes",
     "RenderedScene",

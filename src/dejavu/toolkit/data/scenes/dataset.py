@@ -20,6 +20,7 @@ from dejavu.toolkit.data.scenes.render import (
     CLASS_NAMES,
     DEFAULT_NUM_IMAGES,
     GENERATOR_VERSION,
+    THING_CLASSES,
     VAL_SEED_OFFSET,
     check_size,
     scene_seed,
@@ -59,6 +60,7 @@ class ProceduralScenes(DenseDataset):
 
     # A class attribute so that it can be read before loading (e.g. to size a model).
     class_names = list(CLASS_NAMES)  # noqa: RUF012
+    thing_classes = THING_CLASSES
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_NUM_IMAGES",
     "GENERATOR_VERSION",
     "VAL_SEED_OFFSET",
+    "THING_CLASSES",
     "RenderedScene",
     "check_size",
     "render_scene",
@@ -26,6 +27,8 @@ __all__ = [
 
 GENERATOR_VERSION = "scenes-v1"
 CLASS_NAMES = ("floor", "wall", "ceiling", "box", "sphere", "cylinder")
+#: The objects are things (one instance id each); floor, walls and ceiling are stuff.
+THING_CLASSES = ("box", "sphere", "cylinder")
 FLOOR, WALL, CEILING, BOX, SPHERE, CYLINDER = range(6)
 VAL_SEED_OFFSET = 1_000_000
 DEFAULT_NUM_IMAGES = {"train": 1000, "val": 200}
