@@ -39,6 +39,7 @@ __all__ = [
     "read_array",
     "read_image",
     "read_label",
+    "read_rgb_label",
     "read_uint16",
     "require_dir",
     "require_file",
@@ -231,6 +232,33 @@ def read_label(path: PathLike) -> np.ndarray:
     if arr.ndim != 2:
         raise ConfigError(f"{path}: expected a 2-D label map, got shape {arr.shape}")
     return arr
+
+
+def read_rgb_label(path: PathLike) -> np.ndarray:
+    """Read a colour-coded label map (COCO panoptic PNGs) as stored: ``H x W x 3`` uint8.
+
+    Unlike :func:`read_image`, nothing is converted or rotated (EXIF is
+    ignored): the three bytes of a pixel are its code (COCO panoptic:
+    ``id = R + 256 G + 256**2 B``), so only 8-bit RGB files are accepted.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file if it is corrupt, too large or not 8-bit RGB.
+
+    Example:
+        >>> import tempfile, PIL.Image
+        >>> f = tempfile.NamedTemporaryFile(suffix=".png").name
+        >>> PIL.Image.new("RGB", (4, 3), (1, 2, 0)).save(f)
+        >>> read_rgb_label(f)[0, 0].tolist()
+        [1, 2, 0]
+    """
+    img = _open(path)
+    if img.mode != "RGB":
+        raise ConfigError(
+            f"{path}: a colour-coded label map must be an 8-bit RGB image (mode RGB), "
+            f"got mode {img.mode!r} with {len(img.getbands())} bands"
+        )
+    return np.array(img, dtype=np.uint8)
 
 
 def read_uint16(path: PathLike) -> np.ndarray:
