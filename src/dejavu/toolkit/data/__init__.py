@@ -56,6 +56,7 @@ from dejavu.toolkit.data.ade20k import ADE20K, ADE20K_CLASSES
 from dejavu.toolkit.data.base import DenseDataset
 from dejavu.toolkit.data.camvid import CAMVID_CLASSES, CamVid
 from dejavu.toolkit.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
+from dejavu.toolkit.data.coco_panoptic import COCO_PANOPTIC_CATEGORIES, CocoPanoptic
 from dejavu.toolkit.data.collate import pad_collate
 from dejavu.toolkit.data.factory import (
     create_dataset,
@@ -99,6 +100,7 @@ __all__ = [
     "ADE20K_CLASSES",
     "CAMVID_CLASSES",
     "CITYSCAPES_CLASSES",
+    "COCO_PANOPTIC_CATEGORIES",
     "DATASET_NAMES",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
@@ -107,6 +109,7 @@ __all__ = [
     "SCENE_CLASSES",
     "CamVid",
     "Cityscapes",
+    "CocoPanoptic",
     "ColorJitter",
     "Compose",
     "DenseDataset",
