@@ -51,7 +51,10 @@ __all__ = [
     "cpu_model",
     "default_variants",
     "effect_label",
+    "existing_run",
+    "fit_or_reuse",
     "format_difference",
+    "inference_cost",
     "interval_excludes_zero",
     "machine_info",
     "main_metric",
@@ -65,7 +68,9 @@ __all__ = [
     "reference_variant",
     "resolve_seeds",
     "run_compare",
+    "run_overrides",
     "summarize",
+    "summarize_metrics",
 ]
 
 #: Metrics (last name component) that are fractions and are shown in percent, as papers do.
@@ -152,6 +157,24 @@ def summarize(values: Iterable[float]) -> dict[str, Any]:
     arr = np.asarray(vals, dtype=np.float64)
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
     return {"mean": float(arr.mean()), "std": std, "values": vals}
+
+
+def summarize_metrics(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` of every metric that each run has (one mapping per seed, in order).
+
+    A metric missing from one run is left out: its values could not be paired by seed.
+
+    Example:
+        >>> summarize_metrics([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
+        {'a': {'mean': 2.0, 'std': 1.4142135623730951, 'values': [1.0, 3.0]}}
+    """
+    names = sorted(set().union(*per_seed)) if per_seed else []
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in names:
+        values = [m[name] for m in per_seed if name in m]
+        if len(values) == len(per_seed):
+            metrics[name] = summarize(values)
+    return metrics
 
 
 #: How the tables mark an effect (see :func:`effect_label`).
@@ -555,9 +578,8 @@ def run_compare(
             parameters or GMACs although none of them uses shared attention
             (DejaVu must not change the inference network).
     """
-    from dejavu.toolkit import complexity
     from dejavu.toolkit.config import config_to_dict, load_config
-    from dejavu.toolkit.training import default_monitor, load_eval_model, run_fit
+    from dejavu.toolkit.training import default_monitor, run_fit
 
     variants = dict(variants) if variants is not None else default_variants()
     if not variants:
@@ -585,16 +607,11 @@ def run_compare(
         cost: dict[str, Any] | None = None
         uses_sa = False
         for seed in seeds:
-            run_overrides = [
-                *overrides,
-                *variant_overrides,
-                f"seed={seed}",
-                f"output_dir={out_dir / 'runs' / name}",
-                f"name=seed{seed}",
-            ]
-            cfg = load_config(config, run_overrides)
+            cfg = load_config(
+                config, run_overrides(overrides, variant_overrides, seed, out_dir, name)
+            )
             say(f"[{name}] seed {seed}: training ...")
-            result = _fit_or_reuse(cfg, run_fit, say, enable_progress_bar)
+            result = fit_or_reuse(cfg, run_fit, say, enable_progress_bar)
             metrics = _final_metrics(result.metrics)
             say(
                 f"[{name}] seed {seed}: done in {result.train_time_s:.1f} s: "
@@ -605,13 +622,10 @@ def run_compare(
             times.append(float(result.train_time_s))
             checkpoints.append(str(result.last_checkpoint))
             if cost is None:
-                model, meta = load_eval_model(result.last_checkpoint)
-                cost = complexity.model_complexity(
-                    model, (1, 3, *_input_size(config_to_dict(cfg), meta))
-                )
-                uses_sa = bool(getattr(model, "supports_shared_attention", False))
-                if names_of_classes is None and meta.get("class_names"):
-                    names_of_classes = [str(c) for c in meta["class_names"]]
+                cost = inference_cost(cfg, result.last_checkpoint)
+                uses_sa = cost["shared_attention"]
+                if names_of_classes is None and cost["class_names"]:
+                    names_of_classes = cost["class_names"]
         assert cost is not None
         report[name] = _variant_entry(
             per_seed_metrics, histories, times, checkpoints, cost, list(variant_overrides), uses_sa
@@ -678,15 +692,46 @@ def _same_run_config(saved: Mapping[str, Any], cfg: Any) -> bool:
     return old == new
 
 
-def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], None], bar: Any):
-    """Train one run of the comparison, or pick up what an earlier launch left.
+def run_overrides(
+    overrides: Sequence[str],
+    variant_overrides: Sequence[str],
+    seed: int,
+    out_dir: str | Path,
+    variant: str,
+) -> list[str]:
+    """The overrides of run ``seed`` of ``variant``, in ``<out_dir>/runs/<variant>/seed<s>``.
 
-    A run directory that already holds this exact resolved config is reused
-    when its training finished (the last validation reached the configured
-    last epoch or step) and resumed from ``last.ckpt`` otherwise, so an
-    interrupted ``compare`` continues where it stopped, and runs trained
-    separately (e.g. in parallel, with the same overrides) are collected
-    instead of trained again.
+    The common overrides come first, then the variant's, then the seed and the
+    run directory (``output_dir`` and ``name``), which nothing else may set.
+
+    Example:
+        >>> run_overrides(["optim.lr=0.1"], ["dejavu.enabled=false"], 3, "out", "baseline")
+        ['optim.lr=0.1', 'dejavu.enabled=false', 'seed=3', 'output_dir=out/runs/baseline',
+         'name=seed3']
+    """
+    return [
+        *overrides,
+        *variant_overrides,
+        f"seed={int(seed)}",
+        f"output_dir={Path(out_dir) / 'runs' / variant}",
+        f"name=seed{int(seed)}",
+    ]
+
+
+def existing_run(cfg: Any) -> tuple[str, Any]:
+    """What the run directory of ``cfg`` holds: ``(state, result)``.
+
+    ``state`` is ``"new"`` (no directory, or an empty one), ``"started"`` (files
+    but no ``last.ckpt`` yet: a launch killed before its first save, which
+    starts again from step 0), ``"unfinished"`` (a ``last.ckpt`` short of the
+    configured last epoch or step: to resume) or ``"finished"`` (its last
+    validation reached the end). ``result`` is a
+    :class:`~dejavu.toolkit.training.FitResult` for a finished run (its
+    ``train_time_s`` is the wall time from the config snapshot, written at the
+    start of the last launch, to the last save), None otherwise.
+
+    Raises:
+        RunExistsError: the directory holds a run of another config.
     """
     from dejavu.toolkit.config import load_yaml
     from dejavu.toolkit.training import FitResult
@@ -694,9 +739,9 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
 
     run_dir = Path(cfg.output_dir) / cfg.name
     last = run_dir / "last.ckpt"
-    if not last.exists():  # resume=True: a run that saved nothing yet starts from step 0
+    if not last.exists():
         started = run_dir.is_dir() and any(run_dir.iterdir())
-        return run_fit(cfg, resume=started, enable_progress_bar=bar)
+        return ("started" if started else "new"), None
     if not _same_run_config(load_yaml(run_dir / "config.yaml"), cfg):
         raise RunExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"
@@ -709,11 +754,9 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
         else history[-1]["epoch"] >= t.max_epochs - 1
     )
     if not done:
-        say(f"resuming the unfinished run in {run_dir}")
-        return run_fit(cfg, resume=True, enable_progress_bar=bar)
-    say(f"reusing the finished run in {run_dir}")
+        return "unfinished", None
     best = run_dir / "best.ckpt"
-    return FitResult(
+    return "finished", FitResult(
         run_dir=run_dir,
         last_checkpoint=last,
         best_checkpoint=best if best.exists() else None,
@@ -722,6 +765,50 @@ def _fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], No
         # Wall time from the config snapshot (written at the start) to the last save.
         train_time_s=last.stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime,
     )
+
+
+def fit_or_reuse(cfg: Any, run_fit: Callable[..., Any], say: Callable[[str], None], bar: Any):
+    """Train one run of the comparison, or pick up what an earlier launch left.
+
+    A run directory that already holds this exact resolved config is reused
+    when its training finished (the last validation reached the configured
+    last epoch or step) and resumed from ``last.ckpt`` otherwise, so an
+    interrupted ``compare`` continues where it stopped, and runs trained
+    separately (e.g. in parallel, with the same overrides) are collected
+    instead of trained again (see :func:`existing_run`).
+    """
+    state, result = existing_run(cfg)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    if state == "finished":
+        say(f"reusing the finished run in {run_dir}")
+        return result
+    if state == "unfinished":
+        say(f"resuming the unfinished run in {run_dir}")
+    # resume=True: a run that saved nothing yet ("started") starts from step 0.
+    return run_fit(cfg, resume=state != "new", enable_progress_bar=bar)
+
+
+def inference_cost(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
+    """Parameters and GMACs of a run's inference network, at the run's input size.
+
+    Returns:
+        ``params`` (int), ``gmacs`` (float, one image), ``shared_attention``
+        (whether the network has a DejaVu-SA block, which is inference compute)
+        and ``class_names`` (None when the checkpoint has none).
+    """
+    from dejavu.toolkit import complexity
+    from dejavu.toolkit.config import config_to_dict
+    from dejavu.toolkit.training import load_eval_model
+
+    model, meta = load_eval_model(checkpoint)
+    cost = complexity.model_complexity(model, (1, 3, *_input_size(config_to_dict(cfg), meta)))
+    names = meta.get("class_names")
+    return {
+        "params": int(cost["params"]),
+        "gmacs": float(cost["gmacs"]),
+        "shared_attention": bool(getattr(model, "supports_shared_attention", False)),
+        "class_names": [str(c) for c in names] if names else None,
+    }
 
 
 def _input_size(cfg: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[int, int]:
@@ -742,12 +829,7 @@ def _variant_entry(
     overrides: list[str],
     uses_sa: bool,
 ) -> dict[str, Any]:
-    names = sorted(set().union(*per_seed)) if per_seed else []
-    metrics: dict[str, Any] = {}
-    for name in names:
-        values = [m[name] for m in per_seed if name in m]
-        if len(values) == len(per_seed):
-            metrics[name] = summarize(values)
+    metrics = summarize_metrics(per_seed)
     entry: dict[str, Any] = {
         "overrides": overrides,
         "metrics": metrics,
