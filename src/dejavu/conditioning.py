@@ -9,6 +9,9 @@ prediction*; this module defines what the CRM actually sees (docs/method.md sect
 - depth: per-image standardised log-depth;
 - normals: unit vectors;
 - panoptic: semantic probabilities plus an instance-boundary map;
+- mask classification (Mask2Former's query outputs): the semantic probability
+  map and an instance-boundary map made from the per-query masks
+  (:mod:`dejavu.mask_classification`);
 - multi-task: concatenation, in a fixed key order.
 
 Every op is differentiable so that the regeneration loss reaches the base
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice, check_image, check_in_range
+from dejavu.mask_classification import mask_classification_conditioning, query_keys
 
 __all__ = [
     "CONDITIONING_KINDS",
@@ -53,7 +57,14 @@ __all__ = [
 ]
 
 #: The conditioning kinds :class:`Conditioning` understands, in documentation order.
-CONDITIONING_KINDS: tuple[str, ...] = ("segmentation", "depth", "normals", "boundary", "identity")
+CONDITIONING_KINDS: tuple[str, ...] = (
+    "segmentation",
+    "depth",
+    "normals",
+    "boundary",
+    "identity",
+    "mask_classification",
+)
 
 # Kinds whose input must have a fixed number of channels.
 _FIXED_CHANNELS: dict[str, int] = {"depth": 1, "normals": 3}
@@ -427,7 +438,13 @@ class Conditioning(nn.Module):
     hard masks, K -> K channels), ``"depth"`` (standardised log-depth, 1 -> 1),
     ``"normals"`` (unit vectors, 3 -> 3), ``"boundary"`` (sigmoid, C -> C) and
     ``"identity"`` (C -> C). Panoptic conditioning is
-    ``{"seg": "segmentation", "boundary": "boundary"}``.
+    ``{"seg": "segmentation", "boundary": "boundary"}``, or, for a
+    mask-classification network (Mask2Former), ``{"panoptic": "mask_classification"}``:
+    the key's query outputs (``pred["panoptic_query_class"]``,
+    ``pred["panoptic_query_mask"]``, :func:`dejavu.mask_classification.query_keys`)
+    become the semantic probabilities and an instance-boundary map
+    (:func:`~dejavu.mask_classification.mask_classification_conditioning`,
+    K -> K + 1 channels, ``K`` the channels of ``pred["panoptic"]``).
 
     When ``size`` is given (e.g. a CRM's ``working_size``), each prediction is
     resized *before* its conditioning is applied, so every contract holds at
@@ -477,7 +494,8 @@ class Conditioning(nn.Module):
             raise ValueError(
                 f"prediction {key!r} (kind {kind!r}) must have {need} channel(s), got {channels}"
             )
-        return channels
+        # Mask classification adds the instance-boundary channel to the K class channels.
+        return channels + 1 if kind == "mask_classification" else channels
 
     def slices(self, pred_channels: Mapping[str, int]) -> dict[str, slice]:
         """Channel slice of each key in the output, given each prediction's channel count.
@@ -551,8 +569,32 @@ class Conditioning(nn.Module):
                     f"(that of pred[{self.keys[0]!r}])"
                 )
             self._channels_of(key, kind, x.shape[1])
-            outs.append(self._phi(kind, resize_conditioning(x, target)))
+            if kind == "mask_classification":
+                outs.append(self._queries(pred, key, int(x.shape[1]), target))
+            else:
+                outs.append(self._phi(kind, resize_conditioning(x, target)))
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+
+    def _queries(
+        self, pred: Mapping[str, Tensor], key: str, classes: int, size: tuple[int, int]
+    ) -> Tensor:
+        keys = query_keys(key)
+        for name in (keys.class_logits, keys.mask_logits):
+            if name not in pred:
+                raise ValueError(
+                    f"conditioning kind 'mask_classification' of {key!r} needs the query output "
+                    f"pred[{name!r}] (a mask-classification network such as Mask2Former); keys "
+                    f"present: {sorted(pred)}"
+                )
+        cls = pred[keys.class_logits]
+        if cls.ndim == 3 and cls.shape[-1] != classes + 1:
+            raise ValueError(
+                f"pred[{keys.class_logits!r}] has {cls.shape[-1]} class entries; pred[{key!r}] "
+                f"has {classes} classes, so it needs {classes + 1} (with no object)"
+            )
+        return mask_classification_conditioning(
+            cls, pred[keys.mask_logits], size, self.temperature, self.hard
+        )
 
     def extra_repr(self) -> str:
         return f"spec={self.spec}, temperature={self.temperature}, hard={self.hard}"

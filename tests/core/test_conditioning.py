@@ -402,7 +402,14 @@ def test_conditioning_errors() -> None:
         Conditioning({})
     with pytest.raises(ValueError, match="temperature"):
         Conditioning({"seg": "segmentation"}, temperature=0)
-    assert set(CONDITIONING_KINDS) == {"segmentation", "depth", "normals", "boundary", "identity"}
+    assert set(CONDITIONING_KINDS) == {
+        "segmentation",
+        "depth",
+        "normals",
+        "boundary",
+        "identity",
+        "mask_classification",
+    }
 
 
 def test_conditioning_moves_with_module_to() -> None:
