@@ -35,7 +35,10 @@ Labels:
 - ``seg``: 0 floor, 1 wall, 2 ceiling, 3 box, 4 sphere, 5 cylinder
   (:data:`CLASS_NAMES`); every pixel has a class (no 255).
 - ``instance``: objects are numbered 1..N in placement order; floor, walls
-  and ceiling are 0 ("stuff", no instance).
+  and ceiling are 0 ("stuff", no instance). For panoptic use the objects'
+  classes are the things (:data:`THING_CLASSES`, ``ProceduralScenes.categories``);
+  every object pixel has its id (no crowd regions). An object hidden in part
+  may show as several pieces under one id.
 - ``depth``: z-depth along the optical axis in metres (not the ray length);
   positive everywhere because the room is closed.
 - ``normals``: unit vectors in the camera frame of OpenCV: x right, y down,
