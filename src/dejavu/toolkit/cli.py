@@ -199,6 +199,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_compare)
 
     p = sub.add_parser(
+        "sweep",
+        help="train a grid of settings over paired seeds and compare the cells",
+        description=(
+            "Train every combination of the --grid values (a cell) once per seed, reusing "
+            "finished runs and resuming unfinished ones as compare does; report every final "
+            "metric per cell as mean +- std and the paired difference of each cell to the "
+            "reference cell (same seed) with its 95%% t-interval and paired t-test. Writes "
+            "sweep.md, sweep.json and a plot per numeric axis (sweep_<axis>.png). See "
+            "docs/sweep.md."
+        ),
+    )
+    _add_config_args(p)
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="an axis of the grid (repeatable): values parsed as YAML, split at the commas "
+        "outside brackets, braces and quotes, e.g. --grid dejavu.enabled=false,true or "
+        "--grid 'dejavu.redaction.band=[0,0.1],[0.1,0.2]'",
+    )
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1)")
+    p.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds")
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="CELL",
+        help="cell the others are compared with, seed by seed (default: the first cell)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output directory")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time (local: 1 trains in this process, more run `dejavu fit` "
+        "subprocesses with OMP_NUM_THREADS = cores // jobs)",
+    )
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="main metric of the table and plots (default: the task's, e.g. seg/miou)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every cell's config and print the cells and runs; train nothing",
+    )
+    p.add_argument(
+        "--launcher",
+        default="local",
+        choices=["local", "submitit-local", "slurm"],
+        help="where runs train: here (local), as submitit jobs on this machine "
+        "(submitit-local) or on a SLURM cluster (slurm; needs the slurm extra)",
+    )
+    p.add_argument("--partition", default=None, help="SLURM partition")
+    p.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per job (submitit)")
+    p.add_argument(
+        "--timeout-min", type=int, default=None, help="time limit per job in minutes (submitit)"
+    )
+    p.add_argument("--slurm-array-parallelism", type=int, default=None, help="SLURM jobs at a time")
+    p.add_argument(
+        "--slurm-option",
+        dest="slurm_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any submitit SlurmExecutor parameter, e.g. --slurm-option qos=high "
+        "--slurm-option cpus_per_task=8 (repeatable)",
+    )
+    p.set_defaults(handler=_cmd_sweep)
+
+    p = sub.add_parser(
         "diagnose",
         help="does the regeneration loss reward a better prediction? (minutes, not a training)",
         description=(
@@ -351,7 +423,9 @@ def _metrics_table(title: str, metrics: Mapping[str, float]) -> Table:
 
 
 #: Commands that run a Lightning Trainer.
-_TRAINER_COMMANDS = frozenset({"fit", "validate", "test", "predict", "compare", "demo", "diagnose"})
+_TRAINER_COMMANDS = frozenset(
+    {"fit", "validate", "test", "predict", "compare", "sweep", "demo", "diagnose"}
+)
 
 
 def _quiet_lightning() -> None:
@@ -481,6 +555,55 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     console.print(compare_table(report))
     print(f"wrote {report['files']['markdown']} and {report['files']['json']}")
+    return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.compare import resolve_seeds
+    from dejavu.toolkit.sweep import plan_sweep, run_sweep, sweep_table
+
+    with user_input():
+        seeds = resolve_seeds(args.seeds, args.seed_list)
+    common = {
+        "overrides": args.overrides,
+        "reference": args.reference,
+        "out_dir": args.out,
+        "metric": args.metric,
+    }
+    if args.dry_run:
+        plan = plan_sweep(args.config, args.grid, seeds, **common)
+        table = Table(title=f"{len(plan.cells)} cell(s) x {len(plan.seeds)} seed(s): dry run")
+        table.add_column("cell")
+        table.add_column("overrides")
+        for cell in plan.cells:
+            mark = " (reference)" if cell.name == plan.reference else ""
+            table.add_row(cell.name + mark, " ".join(cell.overrides))
+        _console().print(table)
+        print(f"main metric: {plan.metric} ({plan.direction}); runs in {plan.out_dir / 'runs'}")
+        return EXIT_OK
+    slurm = {
+        "partition": args.partition,
+        "gpus_per_node": args.gpus_per_node,
+        "timeout_min": args.timeout_min,
+        "array_parallelism": args.slurm_array_parallelism,
+        "options": args.slurm_options,
+    }
+    report = run_sweep(
+        args.config,
+        args.grid,
+        seeds,
+        jobs=args.jobs,
+        launcher=args.launcher,
+        slurm={k: v for k, v in slurm.items() if v},
+        plugins=args.plugins,
+        # Progress to stderr, results (the table, the files written) to stdout.
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+        progress=True,
+        **common,
+    )
+    _console().print(sweep_table(report))
+    files = report["files"]
+    print(f"wrote {files['markdown']}, {files['json']}" + "".join(f", {p}" for p in files["plots"]))
     return EXIT_OK
 
 
