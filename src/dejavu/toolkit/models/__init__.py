@@ -21,6 +21,7 @@ from dejavu.toolkit.models.base import (
     pad_to_multiple,
     resize_outputs,
 )
+from dejavu.toolkit.models.denseclip import DenseCLIP
 from dejavu.toolkit.models.factory import (
     ModelFamily,
     check_model_name,
@@ -45,6 +46,7 @@ from dejavu.toolkit.models.torchvision_models import TorchvisionSegmentation
 
 __all__ = [
     "ConvHead",
+    "DenseCLIP",
     "DenseNet",
     "HRNet",
     "HierarchicalMultiScale",
