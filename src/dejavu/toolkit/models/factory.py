@@ -30,6 +30,9 @@ Names:
   the soft object regions, for the auxiliary loss).
 - ``hrnet18_ocr_hms``, ``hrnet48_ocr_hms``, ``hms_<model>``: hierarchical multi-scale
   attention around a base network (:mod:`~dejavu.toolkit.models.hms`).
+- ``denseclip_tiny``, ``denseclip_vit_b16``, ``denseclip_r50``: DenseCLIP on an open_clip
+  CLIP model (:mod:`~dejavu.toolkit.models.denseclip`; they need ``class_names``, and in
+  training also return the pixel-text score maps as ``"seg_aux"``).
 
 Every network follows :mod:`dejavu.toolkit.models.base`: ``image -> dict`` of
 task outputs at the input resolution, any input size, a ``heads`` attribute.
