@@ -70,6 +70,7 @@ __all__ = [
     "GridAxis",
     "SweepPlan",
     "SweepRun",
+    "axis_positions",
     "cell_name",
     "grid_cells",
     "make_executor",
@@ -115,11 +116,6 @@ class GridAxis:
     key: str
     texts: tuple[str, ...]
     values: tuple[Any, ...]
-
-    @property
-    def numeric(self) -> bool:
-        """Whether every value is a number (int or float, not a bool): the axis gets a plot."""
-        return all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.values)
 
 
 @dataclass(frozen=True)
@@ -1001,13 +997,43 @@ def sweep_table(report: Mapping[str, Any]) -> Table:
     return table
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def axis_positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None] | None:
+    """Where a grid axis's values go on a plot's x axis, and their tick labels.
+
+    Numbers go at themselves (no labels); ``[lo, hi]`` intervals of numbers (a
+    spectral band) at their midpoints, labelled ``lo-hi``; any other axis is
+    not numeric (None).
+
+    Example:
+        >>> axis_positions([0.5, 2])
+        ([0.5, 2.0], None)
+        >>> axis_positions([[0, 0.1], [0.1, 0.2]])
+        ([0.05, 0.15000000000000002], ['0-0.1', '0.1-0.2'])
+        >>> axis_positions([True, False]) is None
+        True
+    """
+    if values and all(_number(v) for v in values):
+        return [float(v) for v in values], None
+    pairs = [v for v in values if isinstance(v, list | tuple) and len(v) == 2]
+    if values and len(pairs) == len(values) and all(_number(x) for v in pairs for x in v):
+        return [(float(lo) + float(hi)) / 2 for lo, hi in pairs], [
+            f"{lo:g}-{hi:g}" for lo, hi in pairs
+        ]
+    return None
+
+
 def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """One ``sweep_<axis>.png`` per numeric grid axis: the main metric against the axis.
 
+    A numeric axis holds numbers or ``[lo, hi]`` intervals (:func:`axis_positions`).
     Each point is a cell's mean over the seeds with its 95 % t-interval
     (:func:`mean_interval`; no bar for one seed); cells that share the values
-    of the other axes form one line. An axis whose positive values span more
-    than a factor 100 gets a log scale.
+    of the other axes form one line. An axis of numbers whose positive values
+    span more than a factor 100 gets a log scale.
 
     Returns:
         The files written (none when no axis is numeric).
@@ -1023,9 +1049,11 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     cells = report["cells"]
     written: list[Path] = []
     for axis in report["grid"]:
-        values = report["grid"][axis]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        values = list(report["grid"][axis])
+        placed = axis_positions(values)
+        if placed is None:
             continue
+        xs_of, ticks = placed
         others = [k for k in report["grid"] if k != axis]
         lines: dict[str, list[tuple[float, float, list[float] | None]]] = {}
         for entry in cells.values():
@@ -1034,7 +1062,8 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
                 continue
             key = ", ".join(f"{k}={_plain(entry['values'][k])}" for k in others)
             ci = mean_interval(stats["values"])
-            lines.setdefault(key, []).append((float(entry["values"][axis]), stats["mean"], ci))
+            x = xs_of[values.index(entry["values"][axis])]
+            lines.setdefault(key, []).append((x, stats["mean"], ci))
         if not lines:
             continue
         fig, ax = plt.subplots(figsize=(6.0, 4.0))
@@ -1047,8 +1076,9 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
                 [scale * (p[2][1] - p[1]) if p[2] else 0.0 for p in points],
             ]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=key or None)
-        positive = [float(v) for v in values if v > 0]
-        if len(positive) == len(values) and max(positive) / min(positive) > 100:
+        if ticks is not None:
+            ax.set_xticks(xs_of, ticks, rotation=30, fontsize=8)
+        elif min(xs_of) > 0 and max(xs_of) / min(xs_of) > 100:
             ax.set_xscale("log")
         ax.set_xlabel(axis)
         ax.set_ylabel(f"{compare._label(metric)} ({better} is better)")
