@@ -68,7 +68,7 @@ def _to_clip(image: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------ outputs
 
 
-@pytest.mark.parametrize("size", [(45, 61), (64, 96)])
+@pytest.mark.parametrize("size", [(45, 61), (64, 96), (17, 30)])
 def test_seg_and_aux_shapes_and_the_aux_output_only_in_training(size) -> None:
     net = _tiny()
     x = torch.randn(2, 3, *size)
@@ -332,6 +332,40 @@ def test_twenty_step_fit_on_the_ade20k_sample(ade20k_runs) -> None:
     assert meta["model_kwargs"] == {"class_names": "ade20k"}
     with torch.no_grad():
         assert list(net(torch.zeros(1, 3, 40, 56))) == ["seg"]
+
+
+@pytest.mark.realdata
+def test_dejavu_ts_on_denseclip_from_one_clip_file(tmp_path: Path) -> None:
+    # The seed's ADE20K row at tiny scale: DenseCLIP initialised from a CLIP file and
+    # DejaVu-TS's frozen CLIP read from the same file (open_clip's local-dir layout: its
+    # config beside its weights, as the full-size config uses one ViT-B/16 file for both).
+    root = SHARED_DATA / "samples" / "ade20k"
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set DEJAVU_DATA to the shared data folder)")
+    clip_dir = tmp_path / "tiny_clip"
+    clip_dir.mkdir()
+    config = {"model_cfg": DENSECLIP_TINY_CLIP, "preprocess_cfg": {}}
+    (clip_dir / "open_clip_config.json").write_text(json.dumps(config))
+    weights = clip_dir / "open_clip_pytorch_model.bin"
+    torch.save(open_clip.CLIP(**DENSECLIP_TINY_CLIP).state_dict(), weights)
+    cfg = load_config(
+        REPO / "configs" / "ade20k" / "denseclip_tiny_dejavu.yaml",
+        [
+            f"output_dir={tmp_path}",
+            f"data.root={root}",
+            "trainer.max_steps=2",
+            "trainer.val_every_n_epochs=1",
+            f"model.pretrained={weights}",
+            f"dejavu.text={{weight: 0.5, model_name: 'local-dir:{clip_dir}', "
+            f"pretrained: '{weights}'}}",
+        ],
+    )
+    run = run_fit(cfg, enable_progress_bar=False).run_dir
+    rows = list(csv.DictReader(next(run.rglob("metrics.csv")).open()))
+    texts = [float(r["train/text"]) for r in rows if r.get("train/text")]
+    assert len(texts) == 2 and all(0.0 < t <= 2.0 for t in texts)
+    net, meta = load_eval_model(run)
+    assert meta["dejavu"] is True and list(net(torch.zeros(1, 3, 32, 32))) == ["seg"]
 
 
 @pytest.mark.realdata

@@ -838,13 +838,15 @@ def _build(clip_config: Mapping[str, Any], heads: Mapping[str, int], name: str, 
 @register_model
 def denseclip_tiny(heads: Mapping[str, int], **kwargs: Any) -> DenseCLIP:
     """DenseCLIP on a tiny CLIP ViT (:data:`DENSECLIP_TINY_CLIP`), CPU-sized: context
-    decoder 32 wide, 2 heads, 1 layer; FPN and decoder 32 wide."""
+    decoder 32 wide, 2 heads, 1 layer; FPN 32 wide, semantic-FPN map 64 wide."""
     options: dict[str, Any] = {
         "context_decoder_width": 32,
         "context_decoder_heads": 2,
         "context_decoder_layers": 1,
         "fpn_channels": 32,
-        "decoder_channels": 32,
+        # 64, not 32: the merge's GroupNorm has 32 groups, and with one channel per group
+        # a 1 x 1 stride-32 map (inputs up to 32 pixels) would leave one value to normalise
+        "decoder_channels": 64,
         **kwargs,
     }
     return _build(DENSECLIP_TINY_CLIP, heads, "denseclip_tiny", **options)
