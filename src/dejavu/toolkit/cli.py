@@ -560,7 +560,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from dejavu.toolkit.compare import resolve_seeds
-    from dejavu.toolkit.sweep import plan_sweep, run_sweep, sweep_table
+    from dejavu.toolkit.sweep import plan_sweep, plan_table, run_sweep, sweep_table
 
     with user_input():
         seeds = resolve_seeds(args.seeds, args.seed_list)
@@ -572,13 +572,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     }
     if args.dry_run:
         plan = plan_sweep(args.config, args.grid, seeds, **common)
-        table = Table(title=f"{len(plan.cells)} cell(s) x {len(plan.seeds)} seed(s): dry run")
-        table.add_column("cell")
-        table.add_column("overrides")
-        for cell in plan.cells:
-            mark = " (reference)" if cell.name == plan.reference else ""
-            table.add_row(cell.name + mark, " ".join(cell.overrides))
-        _console().print(table)
+        _console().print(plan_table(plan))
         print(f"main metric: {plan.metric} ({plan.direction}); runs in {plan.out_dir / 'runs'}")
         return EXIT_OK
     slurm = {

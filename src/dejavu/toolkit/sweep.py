@@ -78,6 +78,7 @@ __all__ = [
     "parse_grid",
     "parse_grid_axis",
     "plan_sweep",
+    "plan_table",
     "run_sweep",
     "split_values",
     "sweep_markdown",
@@ -481,6 +482,18 @@ def plan_sweep(
         runs=tuple(runs),
         base_config=base_dict,
     )
+
+
+def plan_table(plan: SweepPlan) -> Table:
+    """The cells of a plan and their overrides, as a rich table (``dejavu sweep --dry-run``)."""
+    table = Table(title=f"{len(plan.cells)} cell(s) x {len(plan.seeds)} seed(s): dry run")
+    table.add_column("cell", no_wrap=True, overflow="fold")  # whole: what --reference takes
+    table.add_column("overrides", overflow="fold")
+    table.add_column("")
+    for cell in plan.cells:
+        role = "reference" if cell.name == plan.reference else ""
+        table.add_row(cell.name, " ".join(cell.overrides), role)
+    return table
 
 
 # ------------------------------------------------------------------------ launchers
@@ -991,7 +1004,7 @@ def sweep_table(report: Mapping[str, Any]) -> Table:
         caption=compare.EFFECT_LEGEND,
     )
     for i, header in enumerate(_main_headers(report)):
-        table.add_column(header, justify="left" if i == 0 else "right")
+        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
     for row in _main_rows(report):
         table.add_row(*row)
     return table

@@ -1,0 +1,73 @@
+"""configs/studies: every study config validates, and so does every cell of its documented grid.
+
+Each study file names its ``dejavu sweep`` command(s) in comment lines that start with
+``# $ `` (continued by a trailing backslash). Each command is run here with ``--dry-run``,
+which loads and validates the config of every cell and seed and the main metric, and
+trains nothing (the studies themselves take hours of CPU).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dejavu.toolkit.cli import main
+from dejavu.toolkit.config import load_config
+from dejavu.toolkit.sweep import grid_cells, parse_grid
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = sorted((ROOT / "configs" / "studies").glob("*.yaml"))
+STUDY_NAMES = ["redaction", "band_sweep", "crm", "shared_attention", "multitask"]
+
+
+def documented_commands(path: Path) -> list[list[str]]:
+    """The ``dejavu sweep`` commands in a file's ``# $ `` comment lines, as argument lists."""
+    commands: list[str] = []
+    open_line = False
+    for line in path.read_text().splitlines():
+        text = line.removeprefix("#").strip()
+        if line.startswith("# $ "):
+            commands.append(text.removeprefix("$ "))
+        elif open_line and line.startswith("#"):
+            commands[-1] += " " + text
+        else:
+            open_line = False
+            continue
+        open_line = commands[-1].endswith("\\")
+        commands[-1] = commands[-1].removesuffix("\\").rstrip()
+    return [shlex.split(c) for c in commands]
+
+
+def test_every_study_has_a_config() -> None:
+    assert {p.stem for p in STUDIES} == {"base", *STUDY_NAMES}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_config_validates(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.data.name == "scenes" and cfg.data.kwargs["size"] == [96, 128]
+    assert cfg.trainer.max_steps == 600 and cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("name", STUDY_NAMES)
+def test_documented_grids_are_valid(name: str, monkeypatch, capsys) -> None:
+    commands = documented_commands(ROOT / "configs" / "studies" / f"{name}.yaml")
+    assert commands, f"{name}.yaml documents no `dejavu sweep` command"
+    monkeypatch.chdir(ROOT)  # the commands name configs/studies/... from the repository root
+    for argv in commands:
+        assert argv[:3] == ["dejavu", "sweep", f"configs/studies/{name}.yaml"], argv
+        assert "--seeds" in argv and argv[argv.index("--seeds") + 1] == "5"
+        grid = [argv[i + 1] for i, a in enumerate(argv) if a == "--grid"]
+        assert grid_cells(parse_grid(grid))  # the grid parses into named cells
+        assert main([*argv[1:], "--dry-run"]) == 0, capsys.readouterr().err
+        assert "reference" in capsys.readouterr().out
+
+
+def test_documented_commands_are_read_whole() -> None:
+    commands = documented_commands(ROOT / "configs" / "studies" / "band_sweep.yaml")
+    assert len(commands) == 3
+    first = commands[0]
+    assert first[first.index("--grid") + 1].startswith("dejavu.redaction.band=[0.0, 0.1],")
+    assert first[-1].endswith("[0.5, 0.7]")
