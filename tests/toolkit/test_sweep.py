@@ -220,6 +220,13 @@ def test_slurm_options_reach_submitit(tmp_path: Path, monkeypatch) -> None:
         make_executor("slurm", tmp_path / "c")
 
 
+def test_a_stopped_job_is_requeued_with_the_same_run() -> None:
+    pytest.importorskip("submitit")
+    job = sweep_module.TrainJob()
+    again = job.checkpoint("c.yaml", ["seed=1"], [], None)
+    assert again.function is job and again.args == ("c.yaml", ["seed=1"], [], None)
+
+
 def test_missing_submitit_names_the_extra(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
     with pytest.raises(ConfigError, match=re.escape("dejavu-dense[slurm]")):

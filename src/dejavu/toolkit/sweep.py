@@ -25,9 +25,10 @@ log per run under ``<out>/logs/``), or as ``submitit`` jobs (SLURM, or
 submitit's local executor). The outputs are ``sweep.json`` (every run: cell,
 overrides, seed, final metrics, inference parameters and GMACs, training
 time; per cell: the summaries and paired statistics; the machine),
-``sweep.md`` and, for each numeric axis, ``sweep_<axis>.png``: the main
-metric against the axis, mean with its 95 % interval, one line per value of
-the other axes.
+``sweep.md`` and, for each numeric axis (numbers, or ``[lo, hi]`` intervals
+such as spectral bands), ``sweep_<axis>.png``: the main metric against the
+axis, mean with its 95 % interval, one line per value of the other axes.
+See docs/sweep.md.
 
 Example:
     >>> axes = parse_grid(["dejavu.enabled=false,true", "optim.lr=1e-3,2e-3"])
@@ -70,6 +71,7 @@ __all__ = [
     "GridAxis",
     "SweepPlan",
     "SweepRun",
+    "TrainJob",
     "axis_positions",
     "cell_name",
     "grid_cells",
@@ -537,6 +539,31 @@ def train_run(
     return compare.fit_or_reuse(cfg, run_fit, lambda line: print(line, flush=True), False)
 
 
+class TrainJob:
+    """:func:`train_run` as a submitit job that SLURM may stop and submitit requeue.
+
+    When a job reaches its time limit or is preempted, submitit calls
+    :meth:`checkpoint` and requeues the job with what it returns: the same
+    run, which :func:`~dejavu.toolkit.compare.fit_or_reuse` then resumes from
+    its ``last.ckpt`` (what submitit's ``helpers.Checkpointable`` does, without
+    importing submitit here).
+
+    Example:
+        >>> job = TrainJob()
+        >>> callable(job) and hasattr(job, "checkpoint")
+        True
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return train_run(*args, **kwargs)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The submission to requeue: this job with the same arguments."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
 def make_executor(
     launcher: str,
     folder: str | Path,
@@ -804,7 +831,7 @@ def _run_submitit(
                 with executor.batch():
                     submitted = [
                         executor.submit(
-                            train_run, str(plan.config), list(r.overrides), list(plugins), threads
+                            TrainJob(), str(plan.config), list(r.overrides), list(plugins), threads
                         )
                         for r in batch
                     ]
