@@ -252,9 +252,15 @@ class DejaVu(nn.Module):
         params = inspect.signature(crm_class(crm).__init__).parameters
         arg = next((a for a in ("group_channels", "class_channels") if a in params), None)
         if arg is not None and isinstance(heads, Mapping) and arg not in kwargs:
-            seg_keys = [k for k, kind in self.conditioning.spec.items() if kind == "segmentation"]
-            if len(seg_keys) == 1 and len(self.conditioning.spec) > 1:
+            spec = self.conditioning.spec
+            seg_keys = [k for k, kind in spec.items() if kind == "segmentation"]
+            mask_keys = [k for k, kind in spec.items() if kind == "mask_classification"]
+            if len(seg_keys) == 1 and len(spec) > 1:
                 kwargs[arg] = self.conditioning.slices(heads)[seg_keys[0]]
+            elif len(mask_keys) == 1 and not seg_keys:
+                # mask classification: K class probabilities, then the boundary channel
+                start = self.conditioning.slices(heads)[mask_keys[0]].start
+                kwargs[arg] = slice(start, start + heads[mask_keys[0]])
         return create_crm(crm, cond_channels, **kwargs)
 
     # ----------------------------------------------------------------- public

@@ -165,7 +165,7 @@ def test_wrong_types_name_key_expected_and_got(override, expected):
     [
         ("optim.name=adam", "optim.name"),
         ("optim.lr=0", "optim.lr"),
-        ("task.name=panoptic", "task.name"),
+        ("task.name=instances", "task.name"),
         ("data.batch_size=0", "data.batch_size"),
         ("data.crop_size=[96]", "data.crop_size"),
         ("data.scale_range=[2.0, 1.0]", "data.scale_range"),

@@ -26,8 +26,8 @@ from dejavu.toolkit.visualize import colorize_prediction
 
 
 def test_builtin_heads_and_targets() -> None:
-    assert list_heads() == ["depth", "normals", "seg"]
-    assert list_targets() == ["depth", "instance", "normals", "seg"]
+    assert list_heads() == ["depth", "normals", "panoptic", "seg"]
+    assert list_targets() == ["depth", "instance", "normals", "panoptic", "seg"]
     seg, depth, normals = head_spec("seg"), head_spec("depth"), head_spec("normals")
     assert (seg.channels, depth.channels, normals.channels) == (None, 1, 3)
     assert (seg.conditioning, depth.conditioning, normals.conditioning) == (

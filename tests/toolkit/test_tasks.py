@@ -80,7 +80,7 @@ def test_task_metrics_are_flat_and_named_by_head():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"name": "panoptic"}, "unknown task"),
+        ({"name": "instance_segmentation"}, "unknown task"),
         ({"name": "segmentation"}, "num_classes"),
         ({"name": "depth", "loss_weights": {"seg": 1.0}}, "unknown heads"),
     ],

@@ -10,7 +10,10 @@ tensor layout of :doc:`architecture`: channels first) and returns an
   ignore label and out-of-range labels are black;
 - depth: a matplotlib colormap over the valid range (``depth > 0``);
 - normals: ``(n + 1) / 2`` per component (the usual normal-map colours:
-  ``(0, 0, 1)``, facing the camera, is ``(128, 128, 255)``); all-zero is black.
+  ``(0, 0, 1)``, facing the camera, is ``(128, 128, 255)``); all-zero is black;
+- panoptic: each segment in its class's palette colour, shifted per instance
+  so that neighbouring instances of a class differ, with white outlines
+  between segments; VOID is black.
 
 Which colouriser a head uses is part of its spec
 (:mod:`dejavu.toolkit.tasks.heads`); :mod:`dejavu.toolkit.visualize` lays the
@@ -30,6 +33,7 @@ __all__ = [
     "CITYSCAPES_PALETTE",
     "colorize_depth",
     "colorize_normals",
+    "colorize_panoptic",
     "colorize_segmentation",
     "default_palette",
     "denormalize",
@@ -169,6 +173,56 @@ def colorize_segmentation(
     table = np.concatenate([pal[:num_classes], np.zeros((1, 3), np.uint8)])
     idx = np.where((lab >= 0) & (lab < num_classes), lab, num_classes)
     return table[idx]
+
+
+def colorize_panoptic(
+    panoptic: Tensor | np.ndarray, num_classes: int, outline: bool = True
+) -> np.ndarray:
+    """Colour a panoptic map: segments in their class colour, instances told apart, outlined.
+
+    A segment is a (class, instance) pair. Its colour is the class's
+    :func:`default_palette` colour, shifted by up to +-48 per channel by a
+    fixed function of the instance id (instance 0 keeps the class colour), so
+    the same map always gets the same picture. With ``outline``, pixels whose
+    segment differs from a 4-neighbour's are white. VOID (a class outside
+    ``[0, num_classes)``, e.g. 255) is black.
+
+    Args:
+        panoptic: ``2 x H x W`` integers: class, instance id.
+        num_classes: number of classes.
+        outline: draw segment borders.
+
+    Returns:
+        ``H x W x 3`` uint8.
+
+    Example:
+        >>> pic = colorize_panoptic(torch.tensor([[[0, 0, 255]], [[1, 2, 0]]]), 2, outline=False)
+        >>> pic[0, 0].tolist() != pic[0, 1].tolist(), pic[0, 2].tolist()
+        (True, [0, 0, 0])
+    """
+    x = to_numpy(panoptic, "panoptic")
+    if x.ndim != 3 or x.shape[0] != 2 or not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"panoptic must be a 2 x H x W integer map, got {x.dtype} {x.shape}")
+    cls, inst = x[0].astype(np.int64), x[1].astype(np.int64)
+    void = (cls < 0) | (cls >= num_classes)
+    base = colorize_segmentation(np.where(void, -1, cls), num_classes).astype(np.int64)
+    # A fixed pseudo-random shift per instance id (Knuth's multiplicative hash).
+    h = (inst * 2654435761) % (2**32)
+    shift = np.stack([(h >> s) % 97 - 48 for s in (0, 8, 16)], axis=-1)
+    shift[inst == 0] = 0
+    out = np.clip(base + shift, 0, 255).astype(np.uint8)
+    out[void] = 0
+    if outline:
+        seg = np.where(void, -1, cls * (int(inst.max(initial=0)) + 1) + inst)
+        edge = np.zeros(seg.shape, dtype=bool)
+        dv = seg[1:] != seg[:-1]
+        dh = seg[:, 1:] != seg[:, :-1]
+        edge[1:] |= dv
+        edge[:-1] |= dv
+        edge[:, 1:] |= dh
+        edge[:, :-1] |= dh
+        out[edge & ~void] = 255
+    return out
 
 
 def colorize_depth(

@@ -6,6 +6,10 @@ the written file: it runs the exported artefact (onnxruntime, ``torch.jit.load``
 or a freshly built model loaded from the safetensors file) on a random input
 and compares every output with the PyTorch model's.
 
+A network that cannot be written in a format says so in its
+``unsupported_exports`` (format -> why; Mask2Former: ONNX), and
+:func:`export_checkpoint` refuses that format with the reason.
+
 Dense networks return a dict (``{"seg": ..., "depth": ...}``). ONNX has no
 dict outputs, so :class:`FlattenOutputs` turns the dict into a tuple in a
 fixed order and the ONNX graph names its outputs after the keys; TorchScript
@@ -371,6 +375,13 @@ def export_checkpoint(
         # DejaVu-SA: only the task branch runs at inference; export that alone.
         model = strip_training_only(model)
         meta["regeneration_removed"] = True
+    why = dict(getattr(model, "unsupported_exports", None) or {}).get(format)
+    if why:
+        works = [f for f in EXPORT_FORMATS if f not in getattr(model, "unsupported_exports", {})]
+        raise ConfigError(
+            f"{meta.get('model', type(model).__name__)} cannot be exported as {format}: {why} "
+            f"(formats that work for it: {', '.join(works)})"
+        )
     model = model.eval().float().cpu()
     size = _check_input_size(input_size) if input_size is not None else _default_input_size(meta)
     generator = torch.Generator().manual_seed(int(seed))

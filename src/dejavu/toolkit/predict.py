@@ -2,7 +2,11 @@
 
 For each image and head, ``<name>_<head>.png`` (the head spec's colouriser)
 and ``<name>_<head>.npy`` (the head spec's array: ``seg``: ``H x W`` class
-indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors).
+indices; ``depth``: ``H x W`` metres; ``normals``: ``3 x H x W`` unit vectors),
+unless the head spec writes its own files: ``panoptic`` writes the COCO
+panoptic format, ``<name>_panoptic.png`` (segment ids as ``R + 256 G + 256^2 B``)
+and ``<name>_panoptic.json`` (``segments_info``), plus a coloured picture
+``<name>_panoptic_color.png``.
 """
 
 from __future__ import annotations
@@ -24,15 +28,24 @@ __all__ = ["run_predict"]
 def _save_prediction(
     name: str, pred: dict[str, torch.Tensor], meta: dict[str, Any], out_dir: Path
 ) -> list[Path]:
+    """Write the predictions of one image (``pred``: the network's outputs, batch of 1)."""
     import numpy as np
     from PIL import Image
 
     from dejavu.toolkit.tasks import head_spec
 
     written: list[Path] = []
-    for key, value in pred.items():
+    postprocess = meta.get("postprocess") or {}
+    for key in meta["heads"]:
         spec = head_spec(key)
-        v = value.detach().float().cpu()
+        value = spec.prediction(
+            pred, meta.get("categories"), int(meta.get("ignore_index", 255)), postprocess.get(key)
+        )[0]
+        v = value.detach().cpu()
+        v = v.float() if v.is_floating_point() else v
+        if spec.write is not None:
+            written += spec.write(name, v, meta, out_dir)
+            continue
         num_classes = meta.get("num_classes") or (v.shape[0] if spec.channels is None else None)
         npy = out_dir / f"{name}_{key}.npy"
         png = out_dir / f"{name}_{key}.png"
@@ -96,5 +109,5 @@ def run_predict(
         for name, image in samples():
             out = model(image.unsqueeze(0).to(device))
             pred = prediction_dict(out, next(iter(meta["heads"])))
-            written += _save_prediction(name, {k: v[0] for k, v in pred.items()}, meta, out_dir)
+            written += _save_prediction(name, pred, meta, out_dir)
     return written

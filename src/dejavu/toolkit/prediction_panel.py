@@ -150,16 +150,20 @@ def prediction_columns(
         rows.append(str(sample.get("name", i)))
         cols["input"].append(denormalize(sample["image"], mean, std))
         # Each head's prediction is coloured over its truth's range (depth), as the truth is.
-        ranges = {k: head_spec(k).colour_range(sample[k]) if k in sample else None for k in heads}
+        truth = {
+            k: head_spec(k).target_value(sample) for k in heads if head_spec(k).has_target(sample)
+        }
+        ranges = {k: head_spec(k).colour_range(truth[k]) if k in truth else None for k in heads}
         for key in heads:
-            if key in sample:
+            if key in truth:
                 cols.setdefault(f"{key} truth", []).append(
-                    colorize_prediction(key, sample[key], num_classes, ranges[key])
+                    colorize_prediction(key, truth[key], num_classes, ranges[key])
                 )
         for label, _cfg, module in loaded:
             pred = module(batch["image"])
             for key in heads:
-                value = pred[key][0, :, :h, :w]
+                # the head's decoding (panoptic: the panoptic map), else its output
+                value = module.task.prediction(pred, key)[0, :, :h, :w]
                 cols.setdefault(f"{label} {key}", []).append(
                     colorize_prediction(key, value, num_classes, ranges[key])
                 )

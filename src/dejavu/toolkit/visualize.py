@@ -165,6 +165,15 @@ def save_panel(
     return path
 
 
+def _head_prediction(task: Any, pred: Mapping[str, Any], key: str) -> Any:
+    """What a panel shows of head ``key``: the task's decoding (panoptic: the panoptic map)
+    when ``task`` is a Task, else ``pred[key]``; None when there is nothing to show."""
+    if head_spec(key).decode is None:
+        return pred.get(key)
+    prediction = getattr(task, "prediction", None)
+    return prediction(pred, key) if callable(prediction) else None
+
+
 def _task_heads(task: Any) -> tuple[dict[str, int], int | None]:
     heads = getattr(task, "heads", task)
     if not isinstance(heads, Mapping):
@@ -219,8 +228,8 @@ def training_panel(
     ]
     for key in heads:
         spec = head_spec(key)
-        target = batch.get(key)
-        p = pred.get(key)
+        target = spec.target_value(batch) if spec.has_target(batch) else None
+        p = _head_prediction(task, pred, key)
         ranges: list[tuple[float, float] | None] = [None] * n
         if target is not None:
             ranges = [spec.colour_range(target[i]) for i in range(n)]

@@ -44,7 +44,8 @@ class TaskConfig:
 
     name: str = "segmentation"
     """A registered task (``dejavu.toolkit.tasks.list_tasks()``): ``segmentation``, ``depth``,
-    ``normals`` or ``multitask`` (seg + depth + normals)."""
+    ``normals``, ``multitask`` (seg + depth + normals) or ``panoptic`` (a ``mask2former_*``
+    model on a dataset with a thing/stuff split)."""
     loss_weights: dict[str, float] = field(default_factory=dict)
     """Per-head weights of the summed task loss, e.g. ``{seg: 1.0, depth: 0.5}`` (default 1)."""
     ignore_index: int = 255
@@ -53,6 +54,11 @@ class TaskConfig:
     """Per head, another evaluation metric than the head's default, and its options:
     ``{depth: {name: kitti, crop: garg, min_depth: 1.0e-3, max_depth: 80.0}}`` (the KITTI
     protocol: per image, then averaged; see docs/metrics.md); ``{}``: the defaults."""
+    postprocess: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per head, options of the post-processing that turns the network's outputs into what
+    the metric, panels and ``predict`` read: ``{panoptic: {threshold: 0.8,
+    overlap_threshold: 0.8, min_area: 0, mask_threshold: 0.5}}`` (Mask2Former's panoptic
+    inference, ``dejavu.panoptic_inference``; those are the defaults); ``{}``: the defaults."""
 
 
 @dataclass

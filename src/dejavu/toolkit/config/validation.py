@@ -45,6 +45,30 @@ def _validate_metrics(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"task.metrics.{key}: {exc}") from None
 
 
+def _validate_postprocess(cfg: ExperimentConfig) -> None:
+    """``task.postprocess``: heads of the task that have a post-processing, and its options."""
+    from dejavu.toolkit.tasks import head_spec, task_spec
+
+    heads = task_spec(cfg.task.name).heads
+    takes = [k for k in heads if head_spec(k).check_postprocess is not None]
+    for key, options in cfg.task.postprocess.items():
+        check = head_spec(key).check_postprocess if key in heads else None
+        if check is None:
+            raise ConfigError(
+                f"task.postprocess: {key!r} is not a head of task {cfg.task.name!r} with a "
+                f"post-processing; heads that have one: {takes}"
+            )
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"task.postprocess.{key} must be a mapping such as {{threshold: 0.5}}, "
+                f"got {options!r}"
+            )
+        try:
+            check(options)
+        except ValueError as exc:
+            raise ConfigError(f"task.postprocess.{key}: {exc}") from None
+
+
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check value ranges, names and options that the types alone do not capture.
 
@@ -91,6 +115,7 @@ def _validate(cfg: ExperimentConfig) -> None:
     for key, w in cfg.task.loss_weights.items():
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
     _validate_metrics(cfg)
+    _validate_postprocess(cfg)
 
     d = cfg.data
     check_choice(d.name, "data.name", list_datasets())

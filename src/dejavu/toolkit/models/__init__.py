@@ -35,6 +35,7 @@ from dejavu.toolkit.models.factory import (
 from dejavu.toolkit.models.heads import ConvHead, TaskHeads, split_channels
 from dejavu.toolkit.models.hms import HierarchicalMultiScale
 from dejavu.toolkit.models.hrnet import HRNet
+from dejavu.toolkit.models.mask2former import Mask2Former
 from dejavu.toolkit.models.multitask import build_multitask
 from dejavu.toolkit.models.ocr import OCRHRNet
 from dejavu.toolkit.models.pretrained import PretrainedReport, load_pretrained, read_state_dict
@@ -50,6 +51,7 @@ __all__ = [
     "DenseNet",
     "HRNet",
     "HierarchicalMultiScale",
+    "Mask2Former",
     "ModelFamily",
     "OCRHRNet",
     "PretrainedReport",

@@ -30,6 +30,9 @@ Names:
   the soft object regions, for the auxiliary loss).
 - ``hrnet18_ocr_hms``, ``hrnet48_ocr_hms``, ``hms_<model>``: hierarchical multi-scale
   attention around a base network (:mod:`~dejavu.toolkit.models.hms`).
+- ``mask2former_tiny``, ``mask2former_swin_t``, ``_swin_s``, ``_swin_b``, ``_swin_l``:
+  Mask2Former from ``transformers`` (:mod:`~dejavu.toolkit.models.mask2former`), a
+  mask-classification network for the ``panoptic`` task (or ``segmentation``).
 - ``denseclip_tiny``, ``denseclip_vit_b16``, ``denseclip_r50``: DenseCLIP on an open_clip
   CLIP model (:mod:`~dejavu.toolkit.models.denseclip`; they need ``class_names``, and in
   training also return the pixel-text score maps as ``"seg_aux"``).
@@ -269,7 +272,9 @@ def create_model(
             (e.g. ``{"seg": 40, "depth": 1}``).
         pretrained: a local state_dict file (``.pth``/``.pt``/``.safetensors``)
             loaded into the whole network or its backbone, whichever it fits
-            (see :mod:`~dejavu.toolkit.models.pretrained`); what did not load is
+            (see :mod:`~dejavu.toolkit.models.pretrained`); or, for a network with
+            a ``load_pretrained_directory`` method (Mask2Former), a folder written
+            by ``transformers``' ``save_pretrained``. What did not load is
             reported in a ``UserWarning`` and in ``model.pretrained_report``.
             Nothing is ever downloaded.
         **kwargs: passed to the network's constructor (e.g. ``depth_activation``,
@@ -318,9 +323,25 @@ def create_model(
 
     model = build_model(name, resolved, **kwargs)
     model.model_name = name
+    _check_mask_classification(name, resolved, model)
     if pretrained is not None:
-        report = load_pretrained(model, pretrained)
+        load_directory = getattr(model, "load_pretrained_directory", None)
+        if os.path.isdir(pretrained) and callable(load_directory):
+            report = load_directory(pretrained)
+        else:
+            report = load_pretrained(model, pretrained)
         model.pretrained_report = report
         if not report.complete:
             warnings.warn(report.summary(), UserWarning, stacklevel=2)
     return model
+
+
+def _check_mask_classification(name: str, heads: Mapping[str, int], model: nn.Module) -> None:
+    """A head that is trained by mask classification only (``panoptic``) needs a network
+    that returns query outputs (``mask_classification = True``)."""
+    needs = [k for k in heads if head_spec(k).loss is None]
+    if needs and not getattr(model, "mask_classification", False):
+        raise ValueError(
+            f"model {name!r} cannot predict the {needs} head: it is predicted by mask "
+            f"classification; use one of {', '.join(list_models('mask2former_*'))}"
+        )

@@ -1,8 +1,8 @@
 """Head specifications: everything the toolkit knows about one kind of prediction head.
 
 A *head* is one output of a base network and the target it is trained on
-(``"seg"``, ``"depth"``, ``"normals"``). Its :class:`HeadSpec` says, in one
-place, everything that differs from head to head:
+(``"seg"``, ``"depth"``, ``"normals"``, ``"panoptic"``). Its :class:`HeadSpec`
+says, in one place, everything that differs from head to head:
 
 ============== ================================ =====================================
 field          seg                              depth / normals
@@ -27,6 +27,28 @@ error (:func:`head_spec`), never a silent default. Adding a head is one
 :class:`TargetSpec` alone describes a dense target the data code must carry
 through transforms and padding, also when no head predicts it (``instance``).
 
+**Heads predicted by mask classification** (Mask2Former, ``mask2former_*``).
+Such a network returns, besides the dense map under the head's key, the query
+outputs under :func:`dejavu.mask_classification.query_keys` ``(key)``; the task
+then trains the head with Mask2Former's loss on targets built by the spec's
+:attr:`HeadSpec.mask_targets` (``seg``: one mask per class present;
+``panoptic``: one per thing instance and stuff class) instead of
+:attr:`HeadSpec.loss` (:mod:`dejavu.toolkit.tasks.mask_classification`). The
+``panoptic`` head exists only that way (its ``loss`` is None):
+
+- its target is built from the batch's ``seg`` and ``instance``
+  (:attr:`HeadSpec.target_from`, :attr:`HeadSpec.target_sources`), a
+  ``B x 2 x H x W`` (class, instance) map (a sample may also carry it as
+  ``panoptic``);
+- what the metric, the panels and ``dejavu predict`` read is the head's
+  :attr:`HeadSpec.decode` of the outputs: the panoptic map of Mask2Former's
+  post-processing, configured by ``task.postprocess.panoptic`` (threshold,
+  overlap_threshold, min_area, mask_threshold) and the dataset's categories
+  (:attr:`HeadSpec.uses_categories`);
+- the CRM is conditioned on the query outputs (kind ``"mask_classification"``:
+  semantic probabilities and an instance-boundary map);
+- ``dejavu predict`` writes COCO panoptic PNG + JSON (:attr:`HeadSpec.write`).
+
 **Auxiliary outputs.** A network may return, *in training mode only*, an
 auxiliary prediction of a head under :func:`aux_key` (``"seg_aux"`` for
 ``"seg"``): a deep-supervision output such as HRNet-OCR's soft object regions.
@@ -43,17 +65,18 @@ Example:
     >>> head_spec("depth").conditioning, head_spec("depth").monitor
     ('depth', ('rmse', 'min'))
     >>> list_heads()
-    ['depth', 'normals', 'seg']
-    >>> head_spec("panoptic")
+    ['depth', 'normals', 'panoptic', 'seg']
+    >>> head_spec("edges")
     Traceback (most recent call last):
     ...
-    ValueError: unknown head 'panoptic'; allowed: 'seg', 'depth', 'normals'
+    ValueError: unknown head 'edges'; allowed: 'seg', 'depth', 'normals', 'panoptic'
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,14 +92,17 @@ from dejavu.metrics import (
     DepthMetrics,
     KittiDepthMetrics,
     NormalsMetrics,
+    PanopticQuality,
     SegmentationMetrics,
 )
 from dejavu.toolkit.colorize import (
     colorize_depth,
     colorize_normals,
+    colorize_panoptic,
     colorize_segmentation,
     to_numpy,
 )
+from dejavu.toolkit.tasks import mask_classification as mc
 from dejavu.toolkit.tasks.losses import depth_l1_loss, normals_cosine_loss, segmentation_ce_loss
 
 __all__ = [
@@ -180,14 +206,33 @@ class HeadSpec:
         aux_weight: weight of the head's auxiliary prediction (``pred[aux_key(key)]``,
             returned by some networks in training only) relative to the head's own
             loss weight; the auxiliary loss is :attr:`loss` against the same target.
+        target_sources: the batch keys :attr:`target_from` builds the target
+            from when the batch has none under :attr:`key` (``panoptic``:
+            ``("seg", "instance")``); also what a dataset must load for the head.
+        target_from: ``fn(batch) -> target`` (see :attr:`target_sources`), or None.
+        mask_targets: ``fn(target, ignore_index, num_classes, categories) ->
+            [(N x H x W masks, N classes)]`` per image: the head's target for
+            mask classification (a network that returns query outputs); None:
+            the head cannot be trained that way.
+        decode: ``fn(pred, key, categories, ignore_index, **postprocess) -> value``:
+            what the metric, the panels and ``dejavu predict`` read from the
+            network's outputs (``panoptic``: the post-processed panoptic map);
+            None: ``pred[key]``.
+        check_postprocess: ``fn(options) -> options``: checks the options of
+            :attr:`decode` (``task.postprocess.<key>``); None: it takes none.
+        uses_categories: the metric and :attr:`decode` need the dataset's
+            categories (``{"id", "name", "isthing"}`` per class).
+        write: ``fn(name, value, meta, out_dir) -> paths``: how ``dejavu
+            predict`` writes one decoded sample (``meta``: the run's ``base.json``
+            metadata); None: a colourised PNG and :attr:`to_array` as ``.npy``.
     """
 
     key: str
     target: TargetSpec
     channels: int | None
     activations: Mapping[str, Callable[[Tensor], Tensor]]
-    loss: Callable[[Tensor, Tensor, int], Tensor]
-    metric: Callable[[int | None, int], nn.Module]
+    loss: Callable[[Tensor, Tensor, int], Tensor] | None
+    metric: Callable[..., nn.Module]
     metric_names: tuple[str, ...]
     conditioning: str
     colorize: Colorizer
@@ -200,18 +245,79 @@ class HeadSpec:
     to_array: Callable[[Tensor], np.ndarray] = lambda value: value.numpy().astype(np.float32)
     metric_variants: Mapping[str, Callable[..., nn.Module]] = field(default_factory=dict)
     aux_weight: float = 0.4
+    target_sources: tuple[str, ...] = ()
+    target_from: Callable[[Mapping[str, Any]], Tensor] | None = None
+    mask_targets: Callable[..., list[tuple[Tensor, Tensor]]] | None = None
+    decode: Callable[..., Tensor] | None = None
+    check_postprocess: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    uses_categories: bool = False
+    write: Callable[[str, Tensor, Mapping[str, Any], Path], list[Path]] | None = None
+
+    @property
+    def data_keys(self) -> tuple[str, ...]:
+        """The batch keys a dataset must provide for this head (its target's sources).
+
+        Example:
+            >>> head_spec("panoptic").data_keys, head_spec("seg").data_keys
+            (('seg', 'instance'), ('seg',))
+        """
+        return self.target_sources if self.target_from is not None else (self.key,)
+
+    def has_target(self, batch: Mapping[str, Any]) -> bool:
+        """Whether ``batch`` (or one sample) holds this head's target or all its sources."""
+        return self.key in batch or (
+            self.target_from is not None and all(k in batch for k in self.target_sources)
+        )
+
+    def target_value(self, batch: Mapping[str, Any]) -> Tensor:
+        """The head's target: ``batch[key]``, else built by :attr:`target_from`.
+
+        Raises:
+            ValueError: when the batch has neither (naming the keys present).
+
+        Example:
+            >>> batch = {"seg": torch.zeros(1, 2, 2, dtype=torch.long),
+            ...          "instance": torch.ones(1, 2, 2, dtype=torch.long)}
+            >>> head_spec("panoptic").target_value(batch).shape
+            torch.Size([1, 2, 2, 2])
+        """
+        if self.key in batch:
+            return batch[self.key]
+        if self.target_from is not None and self.has_target(batch):
+            return self.target_from(batch)
+        sources = f" (or {' and '.join(map(repr, self.target_sources))})" * bool(
+            self.target_from is not None
+        )
+        raise ValueError(f"batch has no {self.key!r} target{sources}; keys: {sorted(batch)}")
+
+    def prediction(
+        self,
+        pred: Mapping[str, Tensor],
+        categories: Sequence[Mapping[str, Any]] | None = None,
+        ignore_index: int = IGNORE_INDEX,
+        postprocess: Mapping[str, Any] | None = None,
+    ) -> Tensor:
+        """What the metric, panels and ``dejavu predict`` read: :attr:`decode` or ``pred[key]``."""
+        if self.decode is None:
+            return pred[self.key]
+        return self.decode(pred, self.key, categories, ignore_index, **dict(postprocess or {}))
 
     def make_metric(
         self,
         num_classes: int | None,
         ignore_index: int,
         options: Mapping[str, Any] | None = None,
+        categories: Sequence[Mapping[str, Any]] | None = None,
     ) -> nn.Module:
         """A fresh metric: :attr:`metric`, or the variant ``options["name"]`` with the rest
         of ``options`` as its keyword arguments (``name: default`` is :attr:`metric`).
 
+        ``categories`` (the dataset's ``{"id", "name", "isthing"}`` per class) go to
+        the default metric of a head with :attr:`uses_categories`.
+
         Raises:
-            ValueError: for an unknown variant (listing them) or options it does not take.
+            ValueError: for an unknown variant (listing them), options it does not
+                take, or missing ``categories``.
 
         Example:
             >>> type(head_spec("depth").make_metric(None, 255, {"name": "kitti", "crop": "eigen"}))
@@ -225,6 +331,13 @@ class HeadSpec:
                 raise ValueError(
                     f"the default {self.key} metric takes no options, got {sorted(opts)}"
                 )
+            if self.uses_categories:
+                if not categories:
+                    raise ValueError(
+                        f"the {self.key} metric needs the dataset's categories ({{id, name, "
+                        "isthing}} per class: a dataset with a thing/stuff split)"
+                    )
+                return self.metric(num_classes, ignore_index, categories)
             return self.metric(num_classes, ignore_index)
         try:
             return self.metric_variants[name](**opts)
@@ -283,6 +396,8 @@ def register_head(spec: HeadSpec) -> HeadSpec:
         raise ValueError(
             f"head {spec.key!r} needs a target of the same key, got {spec.target.key!r}"
         )
+    if spec.loss is None and spec.mask_targets is None:
+        raise ValueError(f"head {spec.key!r} needs a loss or mask_targets (mask classification)")
     if spec.monitor[0] not in spec.metric_names or spec.monitor[1] not in ("max", "min"):
         raise ValueError(
             f"head {spec.key!r}: monitor must be (one of {spec.metric_names}, 'max'|'min'), "
@@ -447,6 +562,7 @@ SEG = register_head(
         colorize=_seg_colorize,
         to_array=_seg_array,
         monitor=("miou", "max"),
+        mask_targets=lambda seg, ignore, k, _cats: mc.semantic_mask_targets(seg, ignore, k),
     )
 )
 
@@ -487,8 +603,57 @@ NORMALS = register_head(
     )
 )
 
-# Instance ids (panoptic data): carried through transforms and padding, not predicted yet.
+# Instance ids (panoptic data): carried through transforms and padding; with ``seg`` they
+# make the panoptic target.
 INSTANCE = register_target(TargetSpec("instance", None, torch.int64, fill=0.0))
+
+
+def _panoptic_colorize(value: Any, num_classes: int | None, _range: Any) -> np.ndarray:
+    x = to_numpy(value, "panoptic")
+    k = num_classes if num_classes is not None else int(x[0][x[0] < 255].max(initial=0)) + 1
+    return colorize_panoptic(x, k)
+
+
+def _panoptic_write(name: str, value: Tensor, meta: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    from PIL import Image
+
+    categories = meta.get("categories") or []
+    written = mc.write_panoptic(
+        name, value, categories, out_dir, int(meta.get("ignore_index", IGNORE_INDEX))
+    )
+    png = out_dir / f"{name}_panoptic_color.png"
+    Image.fromarray(_panoptic_colorize(value, meta.get("num_classes"), None)).save(png)
+    return [*written, png]
+
+
+_PQ_NAMES = tuple(f"{m}{g}" for g in ("", "_things", "_stuff") for m in ("pq", "sq", "rq"))
+
+PANOPTIC = register_head(
+    HeadSpec(
+        key="panoptic",
+        # A sample may carry the (class, instance) map itself; padded pixels are VOID.
+        target=TargetSpec("panoptic", 2, torch.int64, fill_is_ignore_index=True),
+        channels=None,
+        activations={"none": lambda x: x},
+        loss=None,  # mask classification only (mask2former_*)
+        mask_targets=lambda t, ignore, _k, cats: mc.panoptic_mask_targets(
+            t, ignore, mc.isthing_flags(cats, "the panoptic loss")
+        ),
+        target_sources=("seg", "instance"),
+        target_from=mc.panoptic_target,
+        decode=mc.decode_panoptic,
+        check_postprocess=mc.check_postprocess,
+        uses_categories=True,
+        metric=lambda _k, ignore, cats: PanopticQuality(cats, void_label=ignore),
+        metric_names=_PQ_NAMES,
+        per_class_metrics={"pq_per_class": True, "sq_per_class": True, "rq_per_class": True},
+        conditioning="mask_classification",
+        colorize=_panoptic_colorize,
+        to_array=lambda value: value.numpy().astype(np.int32),
+        write=_panoptic_write,
+        monitor=("pq", "max"),
+    )
+)
 
 
 def _classes(num_classes: int | None) -> int:

@@ -11,14 +11,16 @@ the same for all of them.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
 from dejavu._validation import check_choice
+from dejavu.mask_classification import has_query_outputs, query_keys
 from dejavu.toolkit.tasks.heads import aux_key, head_spec, metric_direction
+from dejavu.toolkit.tasks.mask_classification import mask_classification_loss
 
 __all__ = [
     "Task",
@@ -54,6 +56,18 @@ class TaskSpec:
         key = self.heads[0]
         return f"{key}/{head_spec(key).monitor[0]}", head_spec(key).monitor[1]
 
+    @property
+    def data_keys(self) -> tuple[str, ...]:
+        """The targets a dataset must load for this task, in order (``panoptic``: ``seg``
+        and ``instance``; otherwise the heads).
+
+        Example:
+            >>> task_spec("panoptic").data_keys, task_spec("multitask").data_keys
+            (('seg', 'instance'), ('seg', 'depth', 'normals'))
+        """
+        keys = [k for key in self.heads for k in head_spec(key).data_keys]
+        return tuple(dict.fromkeys(keys))
+
 
 # name -> spec, in registration order: the one list of tasks.
 _TASKS: dict[str, TaskSpec] = {}
@@ -82,7 +96,7 @@ def list_tasks(pattern: str | None = None) -> list[str]:
 
     Example:
         >>> list_tasks()
-        ['depth', 'multitask', 'normals', 'segmentation']
+        ['depth', 'multitask', 'normals', 'panoptic', 'segmentation']
     """
     names = sorted(_TASKS)
     return names if pattern is None else [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -104,6 +118,8 @@ register_task(TaskSpec("depth", ("depth",), default_redaction="bandstop"))
 register_task(TaskSpec("normals", ("normals",), default_redaction="bandstop"))
 # The NYUD-v2 multi-task setting.
 register_task(TaskSpec("multitask", ("seg", "depth", "normals"), default_redaction="bandstop"))
+# COCO / Cityscapes panoptic segmentation with a mask-classification network (mask2former_*).
+register_task(TaskSpec("panoptic", ("panoptic",), default_redaction="random"))
 
 
 @dataclass
@@ -124,6 +140,11 @@ class Task:
             (:meth:`~dejavu.toolkit.tasks.heads.HeadSpec.make_metric`), e.g.
             ``{"depth": {"name": "kitti", "crop": "garg"}}``; a head not listed
             uses its spec's default metric.
+        categories: the dataset's ``{"id", "name", "isthing"}`` per class, for heads
+            whose spec ``uses_categories`` (``panoptic``); None otherwise.
+        postprocess: head -> options of its decoding (``panoptic``: threshold,
+            overlap_threshold, min_area, mask_threshold; see
+            :data:`~dejavu.toolkit.tasks.mask_classification.POSTPROCESS_DEFAULTS`).
 
     Example:
         >>> task = create_task("segmentation", num_classes=3)
@@ -140,6 +161,20 @@ class Task:
     ignore_index: int = 255
     default_redaction: str = "random"
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    categories: list[dict[str, Any]] | None = None
+    postprocess: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def target(self, batch: Mapping[str, Any], key: str) -> Tensor:
+        """Head ``key``'s target in ``batch`` (``batch[key]``, or built from its sources:
+        the panoptic map from ``seg`` and ``instance``)."""
+        return head_spec(key).target_value(batch)
+
+    def prediction(self, pred: Mapping[str, Tensor], key: str) -> Tensor:
+        """What the metric, the panels and ``dejavu predict`` read of head ``key``:
+        ``pred[key]``, or its decoding (``panoptic``: the post-processed panoptic map)."""
+        return head_spec(key).prediction(
+            pred, self.categories, self.ignore_index, self.postprocess.get(key)
+        )
 
     @property
     def conditioning(self) -> dict[str, str]:
@@ -160,6 +195,12 @@ class Task:
         ``loss_weights["seg_aux"]`` if given, else by the head's weight times its
         spec's ``aux_weight`` (0.4). Without it (eval mode) the loss is the heads' alone.
 
+        A head whose query outputs are in the prediction (a mask-classification
+        network, :func:`dejavu.mask_classification.query_keys`) is trained with
+        Mask2Former's loss (every decoder layer the prediction holds) against its
+        spec's ``mask_targets`` instead of its per-pixel loss
+        (:mod:`~dejavu.toolkit.tasks.mask_classification`).
+
         Returns:
             ``{"loss": total, "<head>": that head's unweighted loss, ...}``, plus
             ``"<head>_aux"`` (unweighted) for each auxiliary output present.
@@ -175,16 +216,29 @@ class Task:
         parts: dict[str, Tensor] = {}
         weights: dict[str, float] = {}
         for key in self.heads:
+            spec = head_spec(key)
+            if has_query_outputs(pred, key) and spec.mask_targets is not None:
+                targets = spec.mask_targets(
+                    self.target(batch, key), self.ignore_index, self.num_classes, self.categories
+                )
+                parts[key] = mask_classification_loss(pred, key, targets)
+                weights[key] = self.loss_weights.get(key, 1.0)
+                continue
             if key not in pred:
                 raise ValueError(f"prediction has no {key!r} output; outputs: {sorted(pred)}")
-            if key not in batch:
-                raise ValueError(f"batch has no {key!r} target; keys: {sorted(batch)}")
-            spec = head_spec(key)
-            parts[key] = spec.loss(pred[key], batch[key], self.ignore_index)
+            target = self.target(batch, key)
+            if spec.loss is None:
+                keys = query_keys(key)
+                raise ValueError(
+                    f"head {key!r} is trained by mask classification only: its network must "
+                    f"return the query outputs {keys.class_logits!r} and {keys.mask_logits!r} "
+                    f"(a mask2former_* model); outputs: {sorted(pred)}"
+                )
+            parts[key] = spec.loss(pred[key], target, self.ignore_index)
             weights[key] = self.loss_weights.get(key, 1.0)
             aux = aux_key(key)
             if aux in pred:  # a training-only auxiliary output of this head
-                parts[aux] = spec.loss(pred[aux], batch[key], self.ignore_index)
+                parts[aux] = spec.loss(pred[aux], target, self.ignore_index)
                 weights[aux] = self.loss_weights.get(aux, weights[key] * spec.aux_weight)
         weighted = [weights[k] * v for k, v in parts.items()]
         total = sum(weighted[1:], start=weighted[0])  # = sum(weighted), typed as a Tensor
@@ -217,10 +271,14 @@ class TaskMetrics(nn.Module):
 
     def __init__(self, task: Task) -> None:
         super().__init__()
+        self.task = task
         self.metrics = nn.ModuleDict(
             {
                 key: head_spec(key).make_metric(
-                    task.num_classes, task.ignore_index, task.metric_options.get(key)
+                    task.num_classes,
+                    task.ignore_index,
+                    task.metric_options.get(key),
+                    task.categories,
                 )
                 for key in task.heads
             }
@@ -232,7 +290,8 @@ class TaskMetrics(nn.Module):
 
     def update(self, pred: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> None:
         for key, metric in self._each():
-            metric.update(head_spec(key).metric_input(pred[key].detach()), batch[key])
+            value = self.task.prediction(pred, key).detach()
+            metric.update(head_spec(key).metric_input(value), self.task.target(batch, key))
 
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -284,6 +343,8 @@ def create_task(
     loss_weights: Mapping[str, float] | None = None,
     ignore_index: int = 255,
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    categories: Sequence[Mapping[str, Any]] | None = None,
+    postprocess: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Task:
     """Build a :class:`Task` by name.
 
@@ -298,6 +359,10 @@ def create_task(
         metrics: per head, a metric variant and its options instead of the
             head's default metric, e.g. ``{"depth": {"name": "kitti", "crop": "garg"}}``
             (``task.metrics`` in a config); checked by building them.
+        categories: the dataset's ``{"id", "name", "isthing"}`` per class; required by
+            a head that uses them (``panoptic``), one per class.
+        postprocess: per head, options of its decoding (``task.postprocess`` in a
+            config), e.g. ``{"panoptic": {"threshold": 0.5}}``; checked here.
 
     Example:
         >>> create_task("multitask", num_classes=40).heads
@@ -318,8 +383,19 @@ def create_task(
     if unknown:
         raise ValueError(f"metrics has unknown heads {sorted(unknown)}; heads: {list(heads)}")
     needs_classes = any(head_spec(key).channels is None for key in heads)
+    cats = _check_categories(name, heads, categories, num_classes)
+    post = {key: dict(opts) for key, opts in (postprocess or {}).items()}
+    for key, opts in post.items():
+        check = head_spec(key).check_postprocess if key in heads else None
+        if check is None:
+            takes = [k for k in heads if head_spec(k).check_postprocess is not None]
+            raise ValueError(
+                f"postprocess has options for {key!r}, which is not a head of task {name!r} "
+                f"with a post-processing; heads that have one: {takes}"
+            )
+        check(opts)
     for key, opts in metric_options.items():  # built once here: bad names and options fail
-        head_spec(key).make_metric(num_classes, ignore_index, opts)
+        head_spec(key).make_metric(num_classes, ignore_index, opts, cats)
     return Task(
         name=name,
         heads=heads,
@@ -328,4 +404,33 @@ def create_task(
         ignore_index=ignore_index,
         default_redaction=spec.default_redaction,
         metric_options=metric_options,
+        categories=cats,
+        postprocess=post,
     )
+
+
+def _check_categories(
+    name: str,
+    heads: Mapping[str, int],
+    categories: Sequence[Mapping[str, Any]] | None,
+    num_classes: int | None,
+) -> list[dict[str, Any]] | None:
+    """``categories`` as plain dicts, checked when a head of the task uses them."""
+    users = [k for k in heads if head_spec(k).uses_categories]
+    if not users:
+        return [dict(c) for c in categories] if categories else None
+    if not categories:
+        raise ValueError(
+            f"task {name!r} needs the dataset's panoptic categories ({{id, name, isthing}} per "
+            f"class) for its {users} head: use a dataset with a thing/stuff split"
+        )
+    cats = [dict(c) for c in categories]
+    if num_classes is not None and len(cats) != num_classes:
+        raise ValueError(f"got {len(cats)} categories for {num_classes} classes")
+    for i, c in enumerate(cats):
+        if c.get("id") != i or "isthing" not in c:
+            raise ValueError(
+                f"categories[{i}] must be {{'id': {i}, 'isthing': bool, ...}} (ids are the "
+                f"train ids, in order), got {c!r}"
+            )
+    return cats

@@ -427,6 +427,20 @@ class DenseDataModule(pl.LightningDataModule):
         """Class names of the dataset (index = label value)."""
         return list(self._any_dataset().class_names)
 
+    def categories_for(self, task: str) -> list[dict[str, Any]] | None:
+        """The dataset's panoptic categories when ``task`` has a head that uses them
+        (``panoptic``), else None.
+
+        Raises:
+            ValueError: when the task needs them and the dataset has no thing/stuff split
+                (the message names the datasets that have one).
+        """
+        from dejavu.toolkit.tasks import head_spec, task_spec
+
+        if not any(head_spec(k).uses_categories for k in task_spec(task).heads):
+            return None
+        return list(self._any_dataset().categories)
+
     @property
     def mean(self) -> tuple[float, float, float]:
         """Per-channel normalisation mean."""
@@ -505,7 +519,7 @@ class DenseDataModule(pl.LightningDataModule):
     def _task_keys(self) -> tuple[str, ...]:
         from dejavu.toolkit.tasks import task_spec
 
-        return task_spec(self.cfg.task.name).heads
+        return task_spec(self.cfg.task.name).data_keys  # panoptic: seg and instance
 
     def setup(self, stage: str | None = None) -> None:
         roles = {

@@ -178,6 +178,8 @@ class DejaVuModule(pl.LightningModule):
         class_names: the dataset's class names (metadata, DejaVu-TS prompts).
         mean, std: the dataset's normalisation (panels, export metadata).
         input_size: ``(H, W)`` the network is trained/evaluated at (metadata).
+        categories: the dataset's panoptic categories (``{"id", "name", "isthing"}``
+            per class), for a task whose heads use them (``panoptic``); else None.
 
     Attributes:
         model: the trainable objective; ``model.base`` is the base network.
@@ -215,6 +217,7 @@ class DejaVuModule(pl.LightningModule):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         input_size: Sequence[int] | None = None,
+        categories: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         from dejavu.toolkit.models import create_model
@@ -244,6 +247,7 @@ class DejaVuModule(pl.LightningModule):
                 "mean": [float(v) for v in mean],
                 "std": [float(v) for v in std],
                 "input_size": [int(v) for v in input_size] if input_size is not None else None,
+                **({"categories": [dict(c) for c in categories]} if categories else {}),
             }
         )
         self.class_names = list(class_names) if class_names is not None else None
@@ -255,6 +259,8 @@ class DejaVuModule(pl.LightningModule):
             loss_weights=self.task_config.loss_weights,
             ignore_index=self.task_config.ignore_index,
             metrics=self.task_config.metrics,
+            categories=categories,
+            postprocess=self.task_config.postprocess,
         )
         base = create_model(
             self.model_config.name,
@@ -285,7 +291,8 @@ class DejaVuModule(pl.LightningModule):
             cfg: the experiment config (or its mapping, as older checkpoints saved it).
             total_steps: optimiser steps of the run (the runner computes them;
                 1 for a module that only evaluates).
-            **metadata: ``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``.
+            **metadata: ``num_classes``, ``class_names``, ``mean``, ``std``, ``input_size``,
+                ``categories``.
         """
         cfg = cfg if isinstance(cfg, ExperimentConfig) else config_from_dict(cfg)
         return cls(
@@ -328,6 +335,12 @@ class DejaVuModule(pl.LightningModule):
             "experiment": self.run_name,
             "epoch": int(self.current_epoch) if self._trainer is not None else None,
             "global_step": int(self.global_step) if self._trainer is not None else None,
+            # what decodes a panoptic head's outputs (dejavu predict)
+            **(
+                {"categories": self.task.categories, "postprocess": self.task.postprocess}
+                if self.task.categories is not None
+                else {}
+            ),
         }
 
     # ------------------------------------------------------------------ training

@@ -344,6 +344,7 @@ def run_fit(
             mean=dm.mean,
             std=dm.std,
             input_size=dm.input_size,
+            categories=dm.categories_for(cfg.task.name),
         )
         slots = 2 if cfg.optim.name == "adamw" else 1
         copies = 1 if ckpt_path is not None else 3  # last + best + one being written
@@ -434,6 +435,7 @@ def _module_from_hparams(cfg: ExperimentConfig, hp: dict[str, Any]) -> DejaVuMod
         mean=hp.get("mean") or IMAGENET_MEAN,
         std=hp.get("std") or IMAGENET_STD,
         input_size=hp.get("input_size"),
+        categories=hp.get("categories"),
     )
 
 
@@ -496,6 +498,7 @@ def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Pat
         class_names=dm.class_names,
         mean=dm.mean,
         std=dm.std,
+        categories=dm.categories_for(cfg.task.name),
     )
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
