@@ -11,7 +11,13 @@ asks how much a perfect prediction would lower the regeneration error
 - ``depth``: :func:`~dejavu.conditioning.depth_conditioning` of the true depth
   (nearest resize; 0 = invalid stays invalid);
 - ``normals``: the true normals (nearest resize), unit length; invalid
-  (all-zero) pixels stay 0.
+  (all-zero) pixels stay 0;
+- ``mask_classification`` (panoptic): the ``segmentation`` truth of the class
+  map, then the instance-boundary map of the true segments (1 where a pixel's
+  (class, instance) differs from a 4-neighbour's, VOID counting as a segment
+  of its own), both nearest-resized; the target is ``targets[key]``
+  (``B x 2 x H x W``: class, instance) or, without it, ``targets["seg"]`` and
+  ``targets["instance"]``.
 
 Example:
     >>> from dejavu.conditioning import Conditioning
@@ -29,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dejavu.conditioning import Conditioning, depth_conditioning
+from dejavu.conditioning import Conditioning, depth_conditioning, instance_boundary_map
 
 __all__ = ["truth_conditioning"]
 
@@ -84,6 +90,12 @@ def truth_conditioning(
     slices = conditioning.slices(channels)
     parts = []
     for key, kind in conditioning.spec.items():
+        if kind == "mask_classification":
+            truth = _panoptic_truth(
+                targets, key, channels[key], size, ignore_index, fill, slices[key]
+            )
+            parts.append(truth)
+            continue
         if key not in targets:
             raise ValueError(f"targets has no {key!r} entry; keys present: {sorted(targets)}")
         target = targets[key]
@@ -104,7 +116,40 @@ def truth_conditioning(
         else:
             raise ValueError(
                 f"no ground-truth conditioning for kind {kind!r} (key {key!r}); "
-                "supported: segmentation, depth, normals"
+                "supported: segmentation, depth, normals, mask_classification"
             )
         parts.append(part)
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+def _panoptic_truth(
+    targets: Mapping[str, Tensor],
+    key: str,
+    k: int,
+    size: tuple[int, int],
+    ignore_index: int,
+    fill: Tensor | None,
+    where: slice,
+) -> Tensor:
+    """``K`` one-hot class channels and the true instance boundaries (see the module docstring)."""
+    if key in targets:
+        target = targets[key]
+    elif "seg" in targets and "instance" in targets:
+        target = torch.stack([targets["seg"], targets["instance"]], dim=1)
+    else:
+        raise ValueError(
+            f"targets has no {key!r} entry (nor 'seg' and 'instance'); keys present: "
+            f"{sorted(targets)}"
+        )
+    if target.ndim != 4 or target.shape[1] != 2:
+        raise ValueError(f"a panoptic target must be B x 2 x H x W, got {tuple(target.shape)}")
+    target = _nearest(target.float(), size).long()
+    label, inst = target[:, 0], target[:, 1]
+    sem = _seg_truth(label, k, size, ignore_index)
+    if fill is not None:
+        sem = torch.where(
+            (label != ignore_index)[:, None], sem, fill[:, where][:, :k].detach().float()
+        )
+    span = int(inst.max()) + 1 if inst.numel() else 1
+    boundary = instance_boundary_map(label * span + inst)
+    return torch.cat([sem, boundary], dim=1)

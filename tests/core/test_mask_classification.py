@@ -151,3 +151,26 @@ def test_bad_inputs_name_the_problem() -> None:
     with pytest.raises(ValueError, match="temperature"):
         MaskClassificationConditioning(temperature=0.0)
     assert has_query_outputs({"seg_query_class": 1, "seg_query_mask": 2}, "seg")
+
+
+def test_truth_conditioning_of_a_panoptic_target() -> None:
+    from dejavu.truth_conditioning import truth_conditioning
+
+    # 1 x 4 image: stuff 0 | thing 1 instance 3 | thing 1 instance 4 | VOID
+    seg = torch.tensor([[[0, 1, 1, 255]]])
+    inst = torch.tensor([[[0, 3, 4, 0]]])
+    phi = Conditioning({"panoptic": "mask_classification"})
+    out = truth_conditioning(phi, {"seg": seg, "instance": inst}, {"panoptic": 2}, size=(1, 4))
+    assert out.shape == (1, 3, 1, 4)
+    assert out[0, :2, 0].tolist() == [[1.0, 0.0, 0.0, 0.5], [0.0, 1.0, 1.0, 0.5]]
+    assert out[0, 2, 0].tolist() == [1.0, 1.0, 1.0, 1.0]  # every pixel is on a border
+    same = truth_conditioning(
+        phi, {"panoptic": torch.stack([seg, inst], 1)}, {"panoptic": 2}, size=(1, 4)
+    )
+    assert torch.equal(out, same)
+    # one box over the three right pixels: no border inside it
+    box = {"seg": torch.tensor([[[0, 1, 1, 1]]]), "instance": torch.tensor([[[0, 3, 3, 3]]])}
+    one = truth_conditioning(phi, box, {"panoptic": 2}, size=(1, 4))
+    assert one[0, 2, 0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="nor 'seg' and 'instance'"):
+        truth_conditioning(phi, {"seg": seg}, {"panoptic": 2}, size=(1, 4))

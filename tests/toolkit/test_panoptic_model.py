@@ -156,6 +156,22 @@ def test_regeneration_gradient_reaches_mask2former() -> None:
     assert any(float(g.abs().sum()) > 0 for n, g in grads.items() if "pixel_level_module" in n)
 
 
+def test_crm_anchored_to_the_panoptic_truth() -> None:
+    task = create_task("panoptic", num_classes=3, categories=CATEGORIES)
+    net = create_model("mask2former_tiny", task="panoptic", num_classes=3)
+    model = DejaVu(
+        net,
+        task.loss,
+        conditioning=task.conditioning,
+        crm="forward",
+        crm_kwargs={"width": 8, "depth": 2},
+        crm_truth_weight=1.0,
+        seed=0,
+    )
+    out = model(synthetic_batch())
+    assert float(out["regen_truth"]) > 0 and torch.isfinite(out["loss"])
+
+
 @pytest.mark.parametrize("crm", ["zero", "recursive"])
 def test_class_channel_crms_get_the_semantic_channels(crm: str) -> None:
     task = create_task("panoptic", num_classes=3, categories=CATEGORIES)

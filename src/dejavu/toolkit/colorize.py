@@ -184,7 +184,8 @@ def colorize_panoptic(
     :func:`default_palette` colour, shifted by up to +-48 per channel by a
     fixed function of the instance id (instance 0 keeps the class colour), so
     the same map always gets the same picture. With ``outline``, pixels whose
-    segment differs from a 4-neighbour's are white. VOID (a class outside
+    segment differs from the one above or to the left are white (a one-pixel
+    line between segments). VOID (a class outside
     ``[0, num_classes)``, e.g. 255) is black.
 
     Args:
@@ -214,13 +215,10 @@ def colorize_panoptic(
     out[void] = 0
     if outline:
         seg = np.where(void, -1, cls * (int(inst.max(initial=0)) + 1) + inst)
+        # one pixel wide: the pixel below / right of a change of segment
         edge = np.zeros(seg.shape, dtype=bool)
-        dv = seg[1:] != seg[:-1]
-        dh = seg[:, 1:] != seg[:, :-1]
-        edge[1:] |= dv
-        edge[:-1] |= dv
-        edge[:, 1:] |= dh
-        edge[:, :-1] |= dh
+        edge[1:] |= seg[1:] != seg[:-1]
+        edge[:, 1:] |= seg[:, 1:] != seg[:, :-1]
         out[edge & ~void] = 255
     return out
 
