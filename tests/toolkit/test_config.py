@@ -220,9 +220,27 @@ def test_every_shipped_config_resolves():
         if path.stem != "base":
             names.add(cfg.name)
         # the objective (redaction/CRM/loss options) must build, not just parse
-        num_classes = len(dataset_class(cfg.data.name).class_names)
-        task = create_task(cfg.task.name, num_classes=num_classes)
-        base = create_model("fpn_test_resnet", heads=task.heads)
+        data = dataset_class(cfg.data.name)
+        num_classes = len(data.class_names)
+        things = data.thing_classes  # the panoptic categories, read before loading
+        categories = (
+            None
+            if things is None
+            else [
+                {"id": i, "name": n, "isthing": n in things} for i, n in enumerate(data.class_names)
+            ]
+        )
+        task = create_task(
+            cfg.task.name,
+            num_classes=num_classes,
+            categories=categories,
+            postprocess=cfg.task.postprocess,
+        )
+        # a mask-classification head (panoptic) needs a mask-classification network
+        small = (
+            "mask2former_tiny" if cfg.model.name.startswith("mask2former") else "fpn_test_resnet"
+        )
+        base = create_model(small, heads=task.heads)
         dejavu = cfg.dejavu
         if dejavu.text.get("weight", 0.0) > 0:
             # DejaVu-TS reads the user's CLIP weights (never shipped): its options must be
