@@ -246,3 +246,8 @@ def test_local_weights_load_back(tmp_path: Path) -> None:
                 feature_size=128,
                 mask_feature_size=128,
             )
+
+
+def test_hms_refuses_a_mask_classification_base() -> None:
+    with pytest.raises(ValueError, match=r"HMS fuses per-pixel outputs.*mask classification"):
+        create_model("hms_mask2former_tiny", task="segmentation", num_classes=3)

@@ -229,6 +229,11 @@ class HierarchicalMultiScale(DenseNet):
     ) -> None:
         if not isinstance(base, DenseNet):
             raise ValueError(f"base must be a DenseNet, got {type(base).__name__}")
+        if getattr(base, "mask_classification", False):
+            raise ValueError(
+                f"HMS fuses per-pixel outputs; {type(base).__name__} predicts by mask "
+                "classification (per-query classes and masks), which it cannot fuse"
+            )
         super().__init__(base.heads, base.depth_activation)
         if (
             isinstance(attention_channels, bool)
