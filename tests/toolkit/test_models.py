@@ -142,8 +142,8 @@ def test_unknown_name_lists_the_models() -> None:
 
 
 def test_unknown_task_lists_the_tasks() -> None:
-    with pytest.raises(ValueError, match=r"task 'panoptic'.*'segmentation'.*'multitask'"):
-        create_model("hrnet18", task="panoptic", num_classes=3)
+    with pytest.raises(ValueError, match=r"task 'instances'.*'segmentation'.*'multitask'"):
+        create_model("hrnet18", task="instances", num_classes=3)
 
 
 @pytest.mark.parametrize("num_classes", [None, 0, -3, 2.5, True])
