@@ -156,7 +156,8 @@ def text_supervision_loss(image_embedding: Tensor, text_embedding: Tensor) -> Te
 
     Example:
         >>> e = torch.randn(4, 8)
-        >>> round(text_supervision_loss(e, e).item(), 4), round(text_supervision_loss(e, -e).item(), 4)
+        >>> same, opposite = text_supervision_loss(e, e), text_supervision_loss(e, -e)
+        >>> round(same.item(), 4), round(opposite.item(), 4)
         (0.0, 2.0)
     """
     if image_embedding.ndim != 2 or image_embedding.shape != text_embedding.shape:
