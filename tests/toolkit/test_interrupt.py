@@ -122,6 +122,8 @@ def test_a_signal_saves_a_checkpoint_that_resumes_exactly(
     signum, where, step, saved_at, code, straight, tmp_path, cache
 ) -> None:
     cfg = tiny(tmp_path, cache, "interrupted", *EXTRA)
+    # Whatever the handler was (Python's default, or SIG_IGN under nohup or a background job).
+    sigint_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(RunInterruptedError) as info:
         run_fit(cfg, enable_progress_bar=False, callbacks=[SendSignal([signum], step, where)])
     err = info.value
@@ -132,7 +134,7 @@ def test_a_signal_saves_a_checkpoint_that_resumes_exactly(
         f"interrupted by {name} after step {saved_at}: saved {last}, a resumable checkpoint"
     )
     assert torch.load(last, weights_only=True)["global_step"] == saved_at
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers put back
 
     resumed = run_fit(cfg, resume=True, enable_progress_bar=False)
     assert_same_run(straight.last_checkpoint, resumed.last_checkpoint)

@@ -363,6 +363,22 @@ def _metrics_of(report: dict) -> dict[tuple[str, int], dict[str, float]]:
     return {(r["cell"], r["seed"]): r["metrics"] for r in report["runs"]}
 
 
+# A fresh `dejavu fit` process and this test process may run different CPU kernels
+# (oneDNN picks them per process), so the same run agrees to float rounding, not bit for
+# bit: 1.5e-4 relative in the training loss was seen in the full suite. A wrong seed or
+# wrong overrides move the loss far more (the two cells differ by over 10 x RUN_TO_RUN).
+RUN_TO_RUN = 1e-3
+
+
+def test_the_cells_differ_by_far_more_than_run_to_run_noise(
+    swept: tuple[dict, Path, str, str],
+) -> None:
+    serial = _metrics_of(swept[0])
+    for seed in (0, 1):
+        a, b = (serial[(cell, seed)]["loss"] for cell in CELLS)
+        assert abs(a - b) > 10 * RUN_TO_RUN * max(abs(a), abs(b))
+
+
 def test_parallel_runs_give_the_same_metrics(
     swept: tuple[dict, Path, str, str], tmp_path: Path, monkeypatch
 ) -> None:
@@ -378,7 +394,7 @@ def test_parallel_runs_give_the_same_metrics(
     serial = _metrics_of(report)
     for key, metrics in _metrics_of(parallel).items():
         assert key[1] == 0
-        assert metrics == pytest.approx(serial[key], rel=1e-6)
+        assert metrics == pytest.approx(serial[key], rel=RUN_TO_RUN)
     for cell in CELLS:
         log = (tmp_path / "par" / "logs" / cell / "seed0.log").read_text()
         assert log.startswith("$ OMP_NUM_THREADS=1 ") and " fit " in log
@@ -405,7 +421,7 @@ def test_submitit_local_launcher(
     assert list((tmp_path / "sub" / "submitit").glob("*_result.pkl"))
     assert done["launcher"] == "submitit-local"
     metrics = _metrics_of(done)[(CELLS[0], 1)]
-    assert metrics == pytest.approx(_metrics_of(report)[(CELLS[0], 1)], rel=1e-6)
+    assert metrics == pytest.approx(_metrics_of(report)[(CELLS[0], 1)], rel=RUN_TO_RUN)
 
 
 # ------------------------------------------------------------------ statistics, fake runs
