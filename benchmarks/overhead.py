@@ -44,17 +44,35 @@ from dejavu.toolkit.models import create_model
 from dejavu.toolkit.tasks import create_task
 
 NUM_CLASSES = 11  # CamVid
+#: The task measured: CamVid segmentation, or with --config the config's task and classes.
+TASK: dict = {"name": "segmentation", "num_classes": NUM_CLASSES}
 #: CRM settings that --crm-width/--crm-depth/--crm-scale override (empty: library defaults).
 CRM_OVERRIDES: dict = {}
 #: A config whose ``dejavu`` section defines the design measured (--config / --set).
 DESIGN: dict = {}
 
 
+def config_task(config: Path, overrides: list[str]) -> dict:
+    """``create_task`` arguments of a config: its task, its dataset's classes and categories."""
+    from dejavu.toolkit.config import load_config
+    from dejavu.toolkit.data import DenseDataset
+    from dejavu.toolkit.data.factory import dataset_class
+
+    cfg = load_config(config, overrides)
+    klass = dataset_class(cfg.data.name)
+    out = {"name": cfg.task.name, "num_classes": len(klass.class_names)}
+    if cfg.task.name == "panoptic":
+        # The categories property reads only class attributes (class_names, thing_classes).
+        out["categories"] = DenseDataset.categories.fget(klass)
+        out["postprocess"] = cfg.task.postprocess
+    return out
+
+
 def build(variant: str, model_name: str, crm: str = "forward", **crm_kwargs) -> nn.Module:
     """The baseline (task loss only) or DejaVu training module for one model."""
     torch.manual_seed(0)
-    task = create_task("segmentation", num_classes=NUM_CLASSES)
-    base = create_model(model_name, task="segmentation", num_classes=NUM_CLASSES)
+    task = create_task(**TASK)
+    base = create_model(model_name, task=TASK["name"], num_classes=TASK["num_classes"])
     if variant == "baseline":
         return _Baseline(base, task)
     if DESIGN and crm == "forward" and not crm_kwargs:
@@ -90,9 +108,24 @@ class _Baseline(nn.Module):
 
 def make_batch(batch: int, h: int, w: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
+    k = TASK["num_classes"]
+    if "categories" not in TASK:  # segmentation: random labels per pixel (as before)
+        return {
+            "image": torch.randn(batch, 3, h, w, generator=g),
+            "seg": torch.randint(0, k, (batch, h, w), generator=g),
+        }
+    # Panoptic: a 6 x 8 grid of random classes; each cell of a thing class is one instance,
+    # so the mask-classification loss sees a realistic few dozen segments per image.
+    cells = torch.randint(0, k, (batch, 1, 6, 8), generator=g)
+    ids = torch.arange(1, 49).view(1, 1, 6, 8).expand(batch, 1, 6, 8)
+    things = torch.tensor([c["isthing"] for c in TASK["categories"]])
+    seg = torch.nn.functional.interpolate(cells.float(), size=(h, w), mode="nearest").long()
+    inst = torch.nn.functional.interpolate(ids.float(), size=(h, w), mode="nearest").long()
+    seg, inst = seg[:, 0], inst[:, 0]
     return {
         "image": torch.randn(batch, 3, h, w, generator=g),
-        "seg": torch.randint(0, NUM_CLASSES, (batch, h, w), generator=g),
+        "seg": seg,
+        "instance": torch.where(things[seg], inst, torch.zeros_like(inst)),
     }
 
 
@@ -238,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
             CRM_OVERRIDES[key] = value
     if args.config is not None:
         DESIGN.update(config=str(args.config), overrides=list(args.overrides))
+        TASK.update(config_task(args.config, args.overrides))
     if args.peak_of:  # child process of peak_memory_subprocess
         print(_measure_peak(args.peak_of, args.model, args.batch, args.height, args.width))
         return {}
@@ -250,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps,
         "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 16, depth 3, scale 0.5)",
         "design": DESIGN or None,
+        "task": {k: v for k, v in TASK.items() if k != "categories"},
         "warmup": args.warmup,
         "machine": {
             "cpu": cpu_model(),
