@@ -62,6 +62,9 @@ from typing import Any
 from rich.table import Table
 
 from dejavu.toolkit import compare
+from dejavu.toolkit.compare.formatting import _fmt, _fmt_p, _label, _scale_digits
+from dejavu.toolkit.compare.report import _final_metrics, _summary
+from dejavu.toolkit.compare.tables import _md_table
 from dejavu.toolkit.errors import ConfigError
 
 __all__ = [
@@ -744,7 +747,7 @@ def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def _done_line(run: SweepRun, result: Any) -> str:
-    metrics = compare._summary(compare._final_metrics(result.metrics))
+    metrics = _summary(_final_metrics(result.metrics))
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
     return f"{run.label}: done in {result.train_time_s:.1f} s: {shown}"
 
@@ -914,7 +917,7 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
     view = _view(report)
     metric, ref = report["main_metric"], report["reference"]
     cells = list(report["cells"])
-    label = compare._label(metric)
+    label = _label(metric)
     better = "higher" if report["metric_direction"] == "max" else "lower"
     grid = "; ".join(
         f"`{key}` = {', '.join(_plain(v) for v in values)}"
@@ -937,9 +940,9 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
         compare.EFFECT_LEGEND,
         "",
     ]
-    lines += compare._md_table(_main_headers(report), _main_rows(report), left=1)
+    lines += _md_table(_main_headers(report), _main_rows(report), left=1)
 
-    names = sorted(set().union(*(compare._summary(c["metrics"]) for c in report["cells"].values())))
+    names = sorted(set().union(*(_summary(c["metrics"]) for c in report["cells"].values())))
     rows = []
     for name in cells:
         stats = report["cells"][name]["metrics"]
@@ -948,7 +951,7 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Every final metric (mean ± std over seeds)",
         "",
-        *compare._md_table(["cell", *(compare._label(m) for m in names)], rows),
+        *_md_table(["cell", *(_label(m) for m in names)], rows),
     ]
     section = compare.paired_markdown(view)
     if section:
@@ -962,7 +965,7 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Inference cost and training time",
         "",
-        *compare._md_table(["cell", "params", "GMACs", "training time per seed (s)"], rows),
+        *_md_table(["cell", "params", "GMACs", "training time per seed (s)"], rows),
         "",
         "Cells and their overrides:",
         "",
@@ -991,7 +994,7 @@ def _mean_std(name: str, stats: Mapping[str, Any] | None) -> tuple[str, str]:
         return "-", "-"
     if any(v is None for v in stats["values"]):
         return "-", ", ".join("-" if v is None else f"{v:.4f}" for v in stats["values"])
-    return compare._fmt(name, stats)
+    return _fmt(name, stats)
 
 
 def _main_rows(report: Mapping[str, Any]) -> list[list[str]]:
@@ -1005,7 +1008,7 @@ def _main_rows(report: Mapping[str, Any]) -> list[list[str]]:
         else:
             pd = report["paired"].get(name, {}).get(metric)
             diff = compare.format_difference(pd, metric) if pd else "-"
-            p = compare._fmt_p(pd.get("p_value")) if pd else "-"
+            p = _fmt_p(pd.get("p_value")) if pd else "-"
             verdict = compare.effect_label(pd) if pd else "-"
         rows.append([name, mean_std, per_seed, diff, p, verdict])
     return rows
@@ -1027,7 +1030,7 @@ def sweep_table(report: Mapping[str, Any]) -> Table:
     """The main metric per cell as a rich table (what ``dejavu sweep`` prints)."""
     metric = report["main_metric"]
     table = Table(
-        title=f"{compare._label(metric)}: final value over {len(report['seeds'])} seed(s)",
+        title=f"{_label(metric)}: final value over {len(report['seeds'])} seed(s)",
         caption=compare.EFFECT_LEGEND,
     )
     for i, header in enumerate(_main_headers(report)):
@@ -1084,7 +1087,7 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     metric = report["main_metric"]
-    scale, _ = compare._scale_digits(metric)
+    scale, _ = _scale_digits(metric)
     better = "higher" if report["metric_direction"] == "max" else "lower"
     cells = report["cells"]
     written: list[Path] = []
@@ -1121,7 +1124,7 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         elif min(xs_of) > 0 and max(xs_of) / min(xs_of) > 100:
             ax.set_xscale("log")
         ax.set_xlabel(axis)
-        ax.set_ylabel(f"{compare._label(metric)} ({better} is better)")
+        ax.set_ylabel(f"{_label(metric)} ({better} is better)")
         ax.set_title(
             f"{metric} vs {axis}: mean and 95 % interval over {len(report['seeds'])} seed(s)",
             fontsize=9,
@@ -1282,7 +1285,7 @@ def _report(
         per_seed = []
         for run in mine:
             result = results[run]
-            metrics = compare._final_metrics(result.metrics)
+            metrics = _final_metrics(result.metrics)
             per_seed.append(metrics)
             runs.append(
                 {
