@@ -430,11 +430,15 @@ def test_camvid_semi8_configs_inherit_the_dejavu_settings():
     base = load_config(ROOT / "configs" / "camvid" / "hrnet18_dejavu.yaml")
     semi = load_config(ROOT / "configs" / "camvid" / "hrnet18_semi8_dejavu.yaml")
     baseline = load_config(ROOT / "configs" / "camvid" / "hrnet18_semi8_baseline.yaml")
+    first = load_config(ROOT / "configs" / "camvid" / "hrnet18_semi8_dejavu_w1.yaml")
     assert semi.name == "camvid_hrnet18_semi8_dejavu"
     assert baseline.name == "camvid_hrnet18_semi8_baseline"
-    for cfg in (semi, baseline):
+    for cfg in (semi, baseline, first):
         assert cfg.data.labeled_fraction == 0.125 and cfg.data.unlabeled_batch_size == 8
-    assert semi.dejavu == base.dejavu and semi.optim == base.optim
+    # Only the regeneration weight differs from the all-label design (chosen by the pilots).
+    assert semi.dejavu.regen_weight == 0.25 and first.dejavu.regen_weight == 1.0
+    assert {**vars(semi.dejavu), "regen_weight": 1.0} == vars(base.dejavu) == vars(first.dejavu)
+    assert semi.optim == base.optim
     assert semi.trainer == base.trainer and baseline.dejavu.enabled is False
     assert {**vars(baseline.dejavu), "enabled": True} == vars(semi.dejavu)
     assert vars(semi.data) == {**vars(base.data), "labeled_fraction": 0.125,
