@@ -35,7 +35,13 @@ from torch import Tensor, nn
 from dejavu._validation import check_image, check_in_range, unsafe_checkpoint_error
 from dejavu.conditioning import resize_conditioning
 
-__all__ = ["TextSupervision", "build_prompt", "present_class_names", "text_supervision_loss"]
+__all__ = [
+    "TextSupervision",
+    "build_prompt",
+    "present_class_names",
+    "require_open_clip",
+    "text_supervision_loss",
+]
 
 # CLIP's own normalisation (open_clip.OPENAI_DATASET_MEAN / STD), used when a
 # model carries no preprocess config; duplicated so this module imports
@@ -172,12 +178,13 @@ def text_supervision_loss(image_embedding: Tensor, text_embedding: Tensor) -> Te
     return (1.0 - cos).mean()
 
 
-def _load_open_clip() -> Any:
+def require_open_clip(user: str = "TextSupervision") -> Any:
+    """The ``open_clip`` module, or an ImportError naming ``user`` and the extra to install."""
     try:
         import open_clip
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError(
-            "TextSupervision needs open_clip: pip install 'dejavu-dense[clip]' "
+            f"{user} needs open_clip: pip install 'dejavu-dense[clip]' "
             "(or pip install open_clip_torch)"
         ) from e
     return open_clip
@@ -196,7 +203,7 @@ def _build_clip(model_name: str, pretrained: str | os.PathLike | None) -> nn.Mod
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"CLIP weights file not found: {str(path)!r} (pretrained=...)")
-    open_clip = _load_open_clip()
+    open_clip = require_open_clip()
     # An absolute path can never be mistaken for a pretrained *tag* (which
     # open_clip would download). open_clip reads it with torch.load(weights_only=True).
     try:
@@ -300,7 +307,7 @@ class TextSupervision(nn.Module):
         elif pretrained is not None:
             raise ValueError("pass either model=... or pretrained=..., not both")
         if tokenizer is None:
-            tokenizer = _load_open_clip().get_tokenizer(
+            tokenizer = require_open_clip().get_tokenizer(
                 model_name, context_length=getattr(model, "context_length", None)
             )
 

@@ -92,6 +92,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
+from dejavu.text_supervision import require_open_clip
 from dejavu.toolkit.models.base import DenseNet
 from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import TaskHeads
@@ -128,14 +129,7 @@ DENSECLIP_TINY_CLIP: dict[str, Any] = {
 
 
 def _open_clip() -> Any:
-    try:
-        import open_clip
-    except ImportError as e:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "DenseCLIP needs open_clip: pip install 'dejavu-dense[clip]' "
-            "(or pip install open_clip_torch)"
-        ) from e
-    return open_clip
+    return require_open_clip("DenseCLIP")
 
 
 @functools.lru_cache(maxsize=1)
