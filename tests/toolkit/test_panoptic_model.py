@@ -123,6 +123,34 @@ def test_loss_counts_every_decoder_layer() -> None:
     assert full > last > 0
 
 
+def test_mask_loss_settings_reach_the_criterion() -> None:
+    """``task.mask_loss`` overrides Mask2Former's settings: with the mask terms off the
+    loss is the class term alone, which scales with ``class_weight``; fewer points
+    still give a finite loss."""
+    torch.manual_seed(2)
+    net = create_model("mask2former_tiny", task="panoptic", num_classes=3).train()
+    batch = synthetic_batch()
+    pred = net(batch["image"])
+    losses = []
+    for weight in (2.0, 4.0):
+        task = create_task(
+            "panoptic",
+            num_classes=3,
+            categories=CATEGORIES,
+            mask_loss={"class_weight": weight, "mask_weight": 0, "dice_weight": 0},
+        )
+        torch.manual_seed(5)  # the matcher's point sampling is random
+        losses.append(float(task.loss(pred, batch)["loss"]))
+    assert losses[1] == pytest.approx(2 * losses[0], rel=1e-5)
+    few = create_task(
+        "panoptic", num_classes=3, categories=CATEGORIES, mask_loss={"num_points": 64}
+    )
+    assert few.mask_loss == {"num_points": 64.0}
+    assert torch.isfinite(few.loss(pred, batch)["loss"])
+    with pytest.raises(ValueError, match=r"unknown loss settings \['points'\]"):
+        create_task("panoptic", num_classes=3, categories=CATEGORIES, mask_loss={"points": 64})
+
+
 def test_an_image_without_segments_and_labels_out_of_range() -> None:
     task = create_task("panoptic", num_classes=3, categories=CATEGORIES)
     net = create_model("mask2former_tiny", task="panoptic", num_classes=3).train()

@@ -179,6 +179,26 @@ def test_config_postprocess_is_checked(override: str, match: str) -> None:
         config_from_dict({"task": {"name": "panoptic", "postprocess": yaml.safe_load(value)}})
 
 
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("task.mask_loss={points: 512}", r"unknown loss settings \['points'\]; allowed: "),
+        ("task.mask_loss={num_points: 0}", r"'num_points' must be >= 1"),
+        ("task.mask_loss={num_points: 12.5}", r"'num_points' must be a whole number"),
+        ("task.mask_loss={importance_sample_ratio: 1.5}", r"must be in \[0.0, 1.0\]"),
+        ("task.mask_loss={class_weight: -1}", r"'class_weight' must be >= 0"),
+        ("task.mask_loss={dice_weight: high}", r"must be mapping of str to float"),
+        ("task.mask_loss=512", r"'task.mask_loss' must be mapping of str to float"),
+    ],
+)
+def test_config_mask_loss_is_checked(override: str, match: str) -> None:
+    import yaml
+
+    _, value = override.split("=", 1)
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({"task": {"name": "panoptic", "mask_loss": yaml.safe_load(value)}})
+
+
 def test_coco_files_read_back_into_the_same_segments(tmp_path: Path) -> None:
     target = head_spec("panoptic").target_value(_truth())[0]
     written = write_panoptic("img", target, CATEGORIES, tmp_path)

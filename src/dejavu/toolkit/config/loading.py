@@ -138,7 +138,10 @@ def _type_name(tp: Any) -> str:
         (arg,) = typing.get_args(tp)
         return f"list of {_type_name(arg)}"
     if origin is dict:
-        return "mapping"
+        key_tp, val_tp = typing.get_args(tp)
+        if val_tp is Any:
+            return "mapping"
+        return f"mapping of {_type_name(key_tp)} to {_type_name(val_tp)}"
     if tp is Any:
         return "any value"
     return getattr(tp, "__name__", str(tp))

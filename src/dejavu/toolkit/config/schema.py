@@ -59,6 +59,13 @@ class TaskConfig:
     the metric, panels and ``predict`` read: ``{panoptic: {threshold: 0.8,
     overlap_threshold: 0.8, min_area: 0, mask_threshold: 0.5}}`` (Mask2Former's panoptic
     inference, ``dejavu.panoptic_inference``; those are the defaults); ``{}``: the defaults."""
+    mask_loss: dict[str, float] = field(default_factory=dict)
+    """Overrides of Mask2Former's loss settings for a head trained by mask classification
+    (a ``mask2former_*`` model): ``class_weight`` 2, ``mask_weight`` 5, ``dice_weight`` 5,
+    ``no_object_weight`` 0.1, ``num_points`` 12544, ``oversample_ratio`` 3,
+    ``importance_sample_ratio`` 0.75 (``MASK2FORMER_LOSS`` in
+    ``dejavu.toolkit.tasks.mask_classification``); e.g. ``{num_points: 512}`` for small
+    images, whose mask grid has fewer pixels than that."""
 
 
 @dataclass

@@ -69,6 +69,16 @@ def _validate_postprocess(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"task.postprocess.{key}: {exc}") from None
 
 
+def _validate_mask_loss(cfg: ExperimentConfig) -> None:
+    """``task.mask_loss``: known Mask2Former loss settings with values in range."""
+    from dejavu.toolkit.tasks.mask_classification import check_mask_loss
+
+    try:
+        check_mask_loss(cfg.task.mask_loss)
+    except ValueError as exc:
+        raise ConfigError(f"task.mask_loss: {exc}") from None
+
+
 def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check value ranges, names and options that the types alone do not capture.
 
@@ -116,6 +126,7 @@ def _validate(cfg: ExperimentConfig) -> None:
         check_in_range(w, f"task.loss_weights.{key}", 0.0, float("inf"))
     _validate_metrics(cfg)
     _validate_postprocess(cfg)
+    _validate_mask_loss(cfg)
 
     d = cfg.data
     check_choice(d.name, "data.name", list_datasets())

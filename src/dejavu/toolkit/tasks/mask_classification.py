@@ -18,7 +18,8 @@ head with Mask2Former's own loss instead of the head's per-pixel loss
   with cross-entropy, unmatched ones "no object" with weight 0.1; mask BCE and
   dice over importance-sampled points), weighted ``2 * CE + 5 * BCE + 5 * dice``
   and summed over the final and every intermediate decoder layer, with
-  Mask2Former's defaults (:data:`MASK2FORMER_LOSS`).
+  Mask2Former's defaults (:data:`MASK2FORMER_LOSS`; ``task.mask_loss`` in a config
+  overrides them, checked by :func:`check_mask_loss`).
 - **panoptic decoding** (:func:`decode_panoptic`): the query outputs become the
   ``B x 2 x H x W`` panoptic map (:func:`dejavu.panoptic_inference.panoptic_inference`)
   that the metric, the panels and ``dejavu predict`` read.
@@ -50,6 +51,7 @@ __all__ = [
     "MASK2FORMER_LOSS",
     "POSTPROCESS_DEFAULTS",
     "MaskTargets",
+    "check_mask_loss",
     "check_postprocess",
     "decode_panoptic",
     "isthing_flags",
@@ -206,6 +208,42 @@ def _criterion(num_classes: int, settings: tuple[tuple[str, float], ...]) -> Any
     return Mask2FormerLoss(config=config, weight_dict=weights)
 
 
+def check_mask_loss(settings: Mapping[str, Any]) -> dict[str, float]:
+    """Check overrides of :data:`MASK2FORMER_LOSS` (``task.mask_loss`` in a config).
+
+    Args:
+        settings: a subset of its keys: the weights >= 0, ``num_points`` a whole
+            number >= 1, ``oversample_ratio`` >= 1, ``importance_sample_ratio`` in [0, 1].
+
+    Returns:
+        The settings as floats.
+
+    Raises:
+        ValueError: naming an unknown key (and the allowed ones) or a bad value.
+
+    Example:
+        >>> check_mask_loss({"num_points": 512})
+        {'num_points': 512.0}
+    """
+    unknown = sorted(set(settings) - set(MASK2FORMER_LOSS))
+    if unknown:
+        raise ValueError(f"unknown loss settings {unknown}; allowed: {sorted(MASK2FORMER_LOSS)}")
+    ranges = {"num_points": (1.0, None), "oversample_ratio": (1.0, None)}
+    ranges["importance_sample_ratio"] = (0.0, 1.0)
+    out: dict[str, float] = {}
+    for key, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"loss setting {key!r} must be a number, got {value!r}")
+        low, high = ranges.get(key, (0.0, None))
+        if value < low or (high is not None and value > high):
+            allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise ValueError(f"loss setting {key!r} must be {allowed}, got {value!r}")
+        if key == "num_points" and int(value) != value:
+            raise ValueError(f"loss setting 'num_points' must be a whole number, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
 def mask_classification_loss(
     pred: Mapping[str, Tensor],
     key: str,
@@ -232,9 +270,7 @@ def mask_classification_loss(
         ValueError: for missing or malformed query outputs, a target count
             other than the batch size, a class outside ``0..K-1``, or an unknown setting.
     """
-    unknown = sorted(set(settings) - set(MASK2FORMER_LOSS))
-    if unknown:
-        raise ValueError(f"unknown loss settings {unknown}; allowed: {sorted(MASK2FORMER_LOSS)}")
+    settings = check_mask_loss(settings)
     keys = query_keys(key)
     for name in (keys.class_logits, keys.mask_logits):
         if name not in pred:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from dejavu._validation import check_choice
 from dejavu.mask_classification import has_query_outputs, query_keys
 from dejavu.toolkit.tasks.heads import aux_key, head_spec, metric_direction
-from dejavu.toolkit.tasks.mask_classification import mask_classification_loss
+from dejavu.toolkit.tasks.mask_classification import check_mask_loss, mask_classification_loss
 
 __all__ = [
     "Task",
@@ -145,6 +145,9 @@ class Task:
         postprocess: head -> options of its decoding (``panoptic``: threshold,
             overlap_threshold, min_area, mask_threshold; see
             :data:`~dejavu.toolkit.tasks.mask_classification.POSTPROCESS_DEFAULTS`).
+        mask_loss: overrides of Mask2Former's loss settings for the heads trained by
+            mask classification
+            (:data:`~dejavu.toolkit.tasks.mask_classification.MASK2FORMER_LOSS`).
 
     Example:
         >>> task = create_task("segmentation", num_classes=3)
@@ -163,6 +166,7 @@ class Task:
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     categories: list[dict[str, Any]] | None = None
     postprocess: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mask_loss: dict[str, float] = field(default_factory=dict)
 
     def target(self, batch: Mapping[str, Any], key: str) -> Tensor:
         """Head ``key``'s target in ``batch`` (``batch[key]``, or built from its sources:
@@ -221,7 +225,7 @@ class Task:
                 targets = spec.mask_targets(
                     self.target(batch, key), self.ignore_index, self.num_classes, self.categories
                 )
-                parts[key] = mask_classification_loss(pred, key, targets)
+                parts[key] = mask_classification_loss(pred, key, targets, **self.mask_loss)
                 weights[key] = self.loss_weights.get(key, 1.0)
                 continue
             if key not in pred:
@@ -345,6 +349,7 @@ def create_task(
     metrics: Mapping[str, Mapping[str, Any]] | None = None,
     categories: Sequence[Mapping[str, Any]] | None = None,
     postprocess: Mapping[str, Mapping[str, Any]] | None = None,
+    mask_loss: Mapping[str, float] | None = None,
 ) -> Task:
     """Build a :class:`Task` by name.
 
@@ -363,6 +368,9 @@ def create_task(
             a head that uses them (``panoptic``), one per class.
         postprocess: per head, options of its decoding (``task.postprocess`` in a
             config), e.g. ``{"panoptic": {"threshold": 0.5}}``; checked here.
+        mask_loss: overrides of Mask2Former's loss settings (``task.mask_loss``), e.g.
+            ``{"num_points": 512}``, used by heads trained by mask classification;
+            checked here (:func:`~dejavu.toolkit.tasks.mask_classification.check_mask_loss`).
 
     Example:
         >>> create_task("multitask", num_classes=40).heads
@@ -406,6 +414,7 @@ def create_task(
         metric_options=metric_options,
         categories=cats,
         postprocess=post,
+        mask_loss=check_mask_loss(mask_loss or {}),
     )
 
 

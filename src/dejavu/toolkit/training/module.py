@@ -261,6 +261,7 @@ class DejaVuModule(pl.LightningModule):
             metrics=self.task_config.metrics,
             categories=categories,
             postprocess=self.task_config.postprocess,
+            mask_loss=self.task_config.mask_loss,
         )
         base = create_model(
             self.model_config.name,
