@@ -49,6 +49,7 @@ from typing import Any
 
 from dejavu.toolkit import compare
 from dejavu.toolkit.errors import ConfigError
+from dejavu.toolkit.sweep.documented import documented_commands
 from dejavu.toolkit.sweep.grid import (
     RESERVED_KEYS,
     Cell,
@@ -81,6 +82,7 @@ __all__ = [
     "TrainJob",
     "axis_positions",
     "cell_name",
+    "documented_commands",
     "grid_cells",
     "make_executor",
     "mean_interval",
