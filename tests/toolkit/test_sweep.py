@@ -23,12 +23,14 @@ from dejavu.toolkit.errors import ConfigError
 from dejavu.toolkit.sweep import (
     axis_positions,
     cell_name,
+    compute_axes,
     grid_cells,
     make_executor,
     parse_grid,
     parse_grid_axis,
     run_sweep,
     split_values,
+    sweep_plots,
     value_name,
 )
 
@@ -334,6 +336,36 @@ def test_plot_of_the_numeric_axis(swept: tuple[dict, Path, str, str]) -> None:
     _, out, _, _ = swept
     with Image.open(out / "sweep_dejavu.regen_weight.png") as image:
         assert image.format == "PNG" and image.width > 300 and image.height > 200
+
+
+def test_accuracy_against_compute_plot(tmp_path: Path) -> None:
+    """Cells over two models (two costs) x DejaVu off/on: the model changes the GMACs,
+    DejaVu does not, so the plot has one line per DejaVu setting."""
+    values = {"s": 1.0, "l": 3.0}
+    cells = {
+        f"model={m}+dejavu={d}": {
+            "values": {"model.name": m, "dejavu.enabled": d},
+            "gmacs": g,
+            "metrics": {"seg/miou": {"mean": 0.5, "values": [0.49, 0.51]}},
+        }
+        for m, g in values.items()
+        for d in (False, True)
+    }
+    report = {
+        "grid": {"model.name": ["s", "l"], "dejavu.enabled": [False, True]},
+        "cells": cells,
+        "main_metric": "seg/miou",
+        "metric_direction": "max",
+        "seeds": [0, 1],
+    }
+    assert compute_axes(report) == ["model.name"]
+    written = sweep_plots(report, tmp_path)
+    assert [p.name for p in written] == ["sweep_gmacs.png"]  # no numeric axis here
+    with Image.open(written[0]) as image:
+        assert image.format == "PNG" and image.width > 300
+    for entry in cells.values():
+        entry["gmacs"] = 2.0  # the same cost everywhere: nothing to plot
+    assert compute_axes(report) == [] and sweep_plots(report, tmp_path / "none") == []
 
 
 def test_running_again_reuses_every_run(swept: tuple[dict, Path, str, str]) -> None:

@@ -63,7 +63,7 @@ from dejavu.toolkit.sweep.grid import (
 )
 from dejavu.toolkit.sweep.launchers import LAUNCHERS, TrainJob, _run_all, make_executor, train_run
 from dejavu.toolkit.sweep.plan import SweepPlan, SweepRun, plan_sweep, plan_table
-from dejavu.toolkit.sweep.plots import axis_positions, sweep_plots
+from dejavu.toolkit.sweep.plots import axis_positions, compute_axes, sweep_plots
 from dejavu.toolkit.sweep.report import (
     _finite,
     _report,
@@ -82,6 +82,7 @@ __all__ = [
     "TrainJob",
     "axis_positions",
     "cell_name",
+    "compute_axes",
     "documented_commands",
     "grid_cells",
     "make_executor",

@@ -1,4 +1,4 @@
-"""A sweep's plots: for each numeric grid axis, the main metric against the axis.
+"""A sweep's plots: the main metric against each numeric grid axis, and against compute.
 
 Example:
     >>> axis_positions([[0.0, 0.1], [0.2, 0.4]])[1]
@@ -16,7 +16,7 @@ from dejavu.toolkit.compare.formatting import _label, _scale_digits
 from dejavu.toolkit.sweep.grid import _UNSAFE
 from dejavu.toolkit.sweep.report import _plain, mean_interval
 
-__all__ = ["axis_positions", "sweep_plots"]
+__all__ = ["axis_positions", "compute_axes", "sweep_plots"]
 
 
 def _number(value: Any) -> bool:
@@ -48,8 +48,94 @@ def axis_positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None
     return None
 
 
+def compute_axes(report: Mapping[str, Any]) -> list[str]:
+    """The grid axes that change a cell's inference GMACs (e.g. ``model.name``).
+
+    An axis changes them when two cells that differ in that axis alone differ
+    in GMACs; the other axes (``dejavu.enabled``: DejaVu adds no inference cost)
+    do not.
+
+    Example:
+        >>> cells = {
+        ...     "a": {"values": {"model": "s", "dejavu": False}, "gmacs": 1.0},
+        ...     "b": {"values": {"model": "s", "dejavu": True}, "gmacs": 1.0},
+        ...     "c": {"values": {"model": "l", "dejavu": False}, "gmacs": 3.0},
+        ...     "d": {"values": {"model": "l", "dejavu": True}, "gmacs": 3.0},
+        ... }
+        >>> compute_axes({"grid": {"model": ["s", "l"], "dejavu": [False, True]}, "cells": cells})
+        ['model']
+    """
+    cells = list(report["cells"].values())
+    changing = []
+    for axis in report["grid"]:
+        groups: dict[str, set[float]] = {}
+        for entry in cells:
+            if entry.get("gmacs") is None:
+                continue
+            rest = repr(sorted((k, repr(v)) for k, v in entry["values"].items() if k != axis))
+            groups.setdefault(rest, set()).add(round(float(entry["gmacs"]), 9))
+        if any(len(g) > 1 for g in groups.values()):
+            changing.append(axis)
+    return changing
+
+
+def _gmacs_plot(report: Mapping[str, Any], out_dir: str | Path) -> Path | None:
+    """``sweep_gmacs.png``: the main metric against inference GMACs, one line per
+    value of the axes that leave the GMACs unchanged, each point labelled with
+    the values of the axes that change them. None when every cell costs the same."""
+    import matplotlib.pyplot as plt
+
+    cells = report["cells"]
+    if len({round(float(c["gmacs"]), 9) for c in cells.values() if c.get("gmacs")}) < 2:
+        return None
+    metric = report["main_metric"]
+    scale, _ = _scale_digits(metric)
+    better = "higher" if report["metric_direction"] == "max" else "lower"
+    compute = compute_axes(report)
+    lines: dict[str, list[tuple[float, float, list[float] | None, str]]] = {}
+    for entry in cells.values():
+        stats = entry["metrics"].get(metric)
+        if entry.get("gmacs") is None or stats is None:
+            continue
+        if not all(math.isfinite(v) for v in stats["values"]):
+            continue
+        key = ", ".join(f"{k}={_plain(v)}" for k, v in entry["values"].items() if k not in compute)
+        label = ", ".join(_plain(entry["values"][k]) for k in compute)
+        point = (float(entry["gmacs"]), stats["mean"], mean_interval(stats["values"]), label)
+        lines.setdefault(key, []).append(point)
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for key, points in lines.items():
+        points.sort(key=lambda p: p[0])
+        ys = [scale * p[1] for p in points]
+        err = [
+            [scale * (p[1] - p[2][0]) if p[2] else 0.0 for p in points],
+            [scale * (p[2][1] - p[1]) if p[2] else 0.0 for p in points],
+        ]
+        ax.errorbar([p[0] for p in points], ys, yerr=err, marker="o", capsize=4, label=key or None)
+        for p, y in zip(points, ys, strict=True):
+            ax.annotate(p[3], (p[0], y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("inference GMACs")
+    ax.set_ylabel(f"{_label(metric)} ({better} is better)")
+    ax.set_title(
+        f"{metric} vs inference GMACs: mean and 95 % interval over {len(report['seeds'])} seed(s)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    if any(lines):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(out_dir) / "sweep_gmacs.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """One ``sweep_<axis>.png`` per numeric grid axis: the main metric against the axis.
+    """One ``sweep_<axis>.png`` per numeric grid axis: the main metric against the axis;
+    and ``sweep_gmacs.png`` (the metric against inference GMACs) when the cells' costs
+    differ, e.g. over ``model.name`` (an accuracy-for-compute trade-off).
 
     A numeric axis holds numbers or ``[lo, hi]`` intervals (:func:`axis_positions`).
     Each point is a cell's mean over the seeds with its 95 % t-interval
@@ -58,7 +144,7 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     span more than a factor 100 gets a log scale.
 
     Returns:
-        The files written (none when no axis is numeric).
+        The files written (none when no axis is numeric and every cell costs the same).
     """
     import matplotlib
 
@@ -116,4 +202,7 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
+    gmacs = _gmacs_plot(report, out_dir)
+    if gmacs is not None:
+        written.append(gmacs)
     return written
