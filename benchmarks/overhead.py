@@ -55,15 +55,16 @@ DESIGN: dict = {}
 def config_task(config: Path, overrides: list[str]) -> dict:
     """``create_task`` arguments of a config: its task, its dataset's classes and categories."""
     from dejavu.toolkit.config import load_config
-    from dejavu.toolkit.data import DenseDataset
+    from dejavu.toolkit.data.base import panoptic_categories
     from dejavu.toolkit.data.factory import dataset_class
 
     cfg = load_config(config, overrides)
     klass = dataset_class(cfg.data.name)
     out = {"name": cfg.task.name, "num_classes": len(klass.class_names)}
     if cfg.task.name == "panoptic":
-        # The categories property reads only class attributes (class_names, thing_classes).
-        out["categories"] = DenseDataset.categories.fget(klass)
+        out["categories"] = panoptic_categories(
+            klass.class_names, klass.thing_classes, cfg.data.name
+        )
         out["postprocess"] = cfg.task.postprocess
     return out
 

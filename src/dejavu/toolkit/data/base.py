@@ -14,7 +14,7 @@ from dejavu._validation import check_choice
 from dejavu.toolkit.data.io import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from dejavu.toolkit.data.transforms import Normalize, Sample
 
-__all__ = ["DenseDataset", "select_tasks"]
+__all__ = ["DenseDataset", "panoptic_categories", "select_tasks"]
 
 
 def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
@@ -35,6 +35,47 @@ def select_tasks(requested: Sequence[str] | None, available: Sequence[str]) -> t
     for t in requested:
         check_choice(t, "task", available)
     return tuple(t for t in available if t in requested)
+
+
+def panoptic_categories(
+    class_names: Sequence[str], thing_classes: Sequence[str] | None, dataset: str = ""
+) -> list[dict[str, Any]]:
+    """The panoptic categories of a dataset's classes (:attr:`DenseDataset.categories`).
+
+    Also usable on a dataset class's own attributes, without building it (e.g. for a
+    synthetic batch in a benchmark).
+
+    Args:
+        class_names: the classes in train-id order.
+        thing_classes: the names of the thing classes (None: no thing/stuff split).
+        dataset: the dataset's name, for messages.
+
+    Returns:
+        ``{"id": train_id, "name": str, "isthing": bool}`` per class.
+
+    Raises:
+        ValueError: without a thing/stuff split (naming the datasets that have one),
+            or for thing classes that are not among ``class_names``.
+
+    Example:
+        >>> panoptic_categories(["wall", "box"], ["box"])
+        [{'id': 0, 'name': 'wall', 'isthing': False}, {'id': 1, 'name': 'box', 'isthing': True}]
+    """
+    if thing_classes is None:
+        from dejavu.toolkit.data.factory import panoptic_datasets
+
+        raise ValueError(
+            f"dataset {dataset!r} has no thing/stuff split (thing_classes is None), so no "
+            f"panoptic categories; datasets with one: {panoptic_datasets()}"
+        )
+    unknown = sorted(set(thing_classes) - set(class_names))
+    if unknown:
+        raise ValueError(
+            f"thing_classes {unknown} of dataset {dataset!r} are not in its "
+            f"class_names {list(class_names)}"
+        )
+    things = set(thing_classes)
+    return [{"id": i, "name": n, "isthing": n in things} for i, n in enumerate(class_names)]
 
 
 class DenseDataset(Dataset[Sample], abc.ABC):
@@ -105,24 +146,9 @@ class DenseDataset(Dataset[Sample], abc.ABC):
             >>> [(c["name"], c["isthing"]) for c in ds.categories][2:4]
             [('ceiling', False), ('box', True)]
         """
-        things = self.thing_classes
-        if things is None:
-            from dejavu.toolkit.data.factory import panoptic_datasets
-
-            raise ValueError(
-                f"dataset {self.name or type(self).__name__!r} has no thing/stuff split "
-                f"(thing_classes is None), so no panoptic categories; datasets with one: "
-                f"{panoptic_datasets()}"
-            )
-        unknown = sorted(set(things) - set(self.class_names))
-        if unknown:
-            raise ValueError(
-                f"thing_classes {unknown} of dataset {self.name!r} are not in its "
-                f"class_names {self.class_names}"
-            )
-        return [
-            {"id": i, "name": n, "isthing": n in things} for i, n in enumerate(self.class_names)
-        ]
+        return panoptic_categories(
+            self.class_names, self.thing_classes, self.name or type(self).__name__
+        )
 
     @abc.abstractmethod
     def load(self, index: int) -> Sample:
