@@ -66,6 +66,8 @@ def config_task(config: Path, overrides: list[str]) -> dict:
             klass.class_names, klass.thing_classes, cfg.data.name
         )
         out["postprocess"] = cfg.task.postprocess
+    if cfg.task.mask_loss:
+        out["mask_loss"] = cfg.task.mask_loss
     return out
 
 
@@ -283,7 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
         "batch": b,
         "input": [h, w],
         "steps": args.steps,
-        "crm": CRM_OVERRIDES or "library defaults (ForwardCRM width 16, depth 3, scale 0.5)",
+        "crm": CRM_OVERRIDES
+        or ("the config's dejavu section (design)" if DESIGN else None)
+        or "library defaults (ForwardCRM width 16, depth 3, scale 0.5)",
         "design": DESIGN or None,
         "task": {k: v for k, v in TASK.items() if k != "categories"},
         "warmup": args.warmup,
