@@ -110,3 +110,18 @@ def test_cli_prints_the_figures_and_rejects_a_baseline(tmp_path: Path, capsys) -
     rc = main(["diagnose", str(config), "--set", "dejavu.enabled=false"])
     assert rc == 2
     assert "needs a DejaVu config" in capsys.readouterr().err
+
+
+def test_panoptic_design_is_diagnosed(tmp_path: Path) -> None:
+    # A panoptic config needs the dataset's categories to build its task; the
+    # truth conditioning is the semantic map plus the true instance boundaries.
+    path = _config(tmp_path, {"kind": "zero", "tile": 8})
+    cfg = yaml.safe_load(path.read_text())
+    cfg["task"] = {"name": "panoptic", "mask_loss": {"num_points": 64}}
+    cfg["model"] = {"name": "mask2former_tiny"}
+    path.write_text(yaml.safe_dump(cfg))
+    report = run_diagnose(
+        load_config(path, []), steps=2, work_dir=tmp_path / "d", log=lambda s: None
+    )
+    assert set(report["errors"]) == {"truth", "own", "other", "uniform"}
+    assert report["errors"]["truth"] < report["errors"]["uniform"]

@@ -179,7 +179,12 @@ def run_diagnose(
         )
     dm = DenseDataModule(cfg)
     module = DejaVuModule.from_config(
-        cfg, num_classes=dm.num_classes, class_names=dm.class_names, mean=dm.mean, std=dm.std
+        cfg,
+        num_classes=dm.num_classes,
+        class_names=dm.class_names,
+        mean=dm.mean,
+        std=dm.std,
+        categories=dm.categories_for(cfg.task.name),
     )
     objective = module.model
     if not isinstance(objective, DejaVu) or objective.crm is None:
