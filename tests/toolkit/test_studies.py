@@ -55,3 +55,44 @@ def test_documented_commands_are_read_whole() -> None:
     first = commands[0]
     assert first[first.index("--grid") + 1].startswith("dejavu.redaction.band=[0.0, 0.1],")
     assert first[-1].endswith("[0.5, 0.7]")
+
+
+@pytest.mark.realdata
+def test_multitask_study_trains_on_the_real_nyud_frames(tmp_path: Path) -> None:
+    # Study 5's format check: its network and DejaVu design for 20 steps on the two real
+    # NYUD-v2 frames (RefineNet layout; one has no normals, which count as invalid).
+    import csv
+    import os
+    import shutil
+
+    from dejavu.toolkit.training import run_fit
+
+    data = Path(os.environ.get("DEJAVU_DATA", ROOT.parent / "shared" / "data"))
+    root = data / "samples" / "nyud_refinenet"
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (set DEJAVU_DATA to the shared data folder)")
+    frames = tmp_path / "nyud"
+    shutil.copytree(root, frames)
+    ids = sorted(p.stem.removeprefix("segm_gt_") for p in frames.glob("segm_gt_*.png"))
+    assert len(ids) == 2
+    for split in ("train", "val"):  # both frames in both splits: a format check only
+        (frames / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    cfg = load_config(
+        ROOT / "configs" / "studies" / "multitask.yaml",
+        [
+            f"output_dir={tmp_path / 'runs'}",
+            "data.name=nyudv2_refinenet",
+            f"data.root={frames}",
+            "data.kwargs={}",
+            "data.batch_size=2",
+            "data.crop_size=[96, 128]",
+            "trainer.max_steps=20",
+            "trainer.max_epochs=20",
+        ],
+    )
+    fit = run_fit(cfg, enable_progress_bar=False)
+    rows = list(csv.DictReader(next(fit.run_dir.rglob("metrics.csv")).open()))
+    regen = [float(r["train/regen"]) for r in rows if r.get("train/regen")]
+    assert max(int(r["step"]) for r in rows) >= 19 and regen and all(v > 0 for v in regen)
+    for key in ("seg/miou", "depth/abs_err", "normals/mean"):
+        assert key in fit.metrics or f"val/{key}" in fit.metrics, sorted(fit.metrics)
