@@ -9,10 +9,13 @@ and their difference, the mean paired difference with its 95 % t-interval and
 paired t-test (:func:`dejavu.toolkit.compare.paired_difference`), and the
 per-class IoU (mean over the paired seeds, and its paired difference).
 
+With ``--curves OUT.png`` it also draws the val mIoU per epoch of both
+variants: the mean over the paired seeds, each seed as a thin line.
+
 Usage::
 
     python benchmarks/camvid_evidence.py full            # all labels
-    python benchmarks/camvid_evidence.py semi8           # 1/8 of the labels
+    python benchmarks/camvid_evidence.py semi8 --curves docs/img/camvid_semi8_curves.png
 """
 
 from __future__ import annotations
@@ -36,6 +39,47 @@ def finals(regime: str, variant: str) -> dict[int, dict[str, float]]:
         if match:
             out[int(match.group(1))] = json.loads(path.read_text())["final"]
     return out
+
+
+def histories(regime: str, variant: str) -> dict[int, list[float]]:
+    """``seed -> val mIoU per epoch`` of every committed run of a regime and variant."""
+    out = {}
+    for path in RUNS.glob(f"{regime}_{variant}_seed*.json"):
+        match = re.fullmatch(rf"{regime}_{variant}_seed(\d+)\.json", path.name)
+        if match:
+            history = json.loads(path.read_text())["history"]
+            out[int(match.group(1))] = [100 * h["seg/miou"] for h in history]
+    return out
+
+
+def curves(regime: str, out: Path) -> None:
+    """Val mIoU per epoch, both variants, over the paired seeds (mean thick, seeds thin)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {v: histories(regime, v) for v in ("baseline", "dejavu")}
+    seeds = sorted(set(runs["baseline"]) & set(runs["dejavu"]))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
+    for variant, color in (("baseline", "tab:blue"), ("dejavu", "tab:orange")):
+        series = [runs[variant][s] for s in seeds]
+        for values in series:
+            ax.plot(range(1, len(values) + 1), values, color=color, lw=0.6, alpha=0.4)
+        n = min(len(v) for v in series)
+        mean = [sum(v[i] for v in series) / len(series) for i in range(n)]
+        label = "DejaVu" if variant == "dejavu" else "baseline"
+        ax.plot(range(1, n + 1), mean, color=color, lw=2, label=f"{label} (mean)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mIoU (%)")
+    title = "all labels" if regime == "full" else "1/8 of the labels"
+    ax.set_title(f"CamVid, hrnet18 from scratch, {title}: seeds {seeds}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
 
 
 def report(regime: str) -> str:
@@ -69,7 +113,12 @@ def report(regime: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("regime", choices=["full", "semi8"], help="all labels or 1/8 of them")
-    print(report(parser.parse_args().regime))
+    parser.add_argument("--curves", type=Path, help="also draw the val curves to this PNG")
+    args = parser.parse_args()
+    print(report(args.regime))
+    if args.curves is not None:
+        curves(args.regime, args.curves)
+        print(f"\nwrote {args.curves}")
 
 
 if __name__ == "__main__":
