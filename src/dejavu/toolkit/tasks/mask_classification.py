@@ -228,8 +228,11 @@ def check_mask_loss(settings: Mapping[str, Any]) -> dict[str, float]:
     unknown = sorted(set(settings) - set(MASK2FORMER_LOSS))
     if unknown:
         raise ValueError(f"unknown loss settings {unknown}; allowed: {sorted(MASK2FORMER_LOSS)}")
-    ranges = {"num_points": (1.0, None), "oversample_ratio": (1.0, None)}
-    ranges["importance_sample_ratio"] = (0.0, 1.0)
+    ranges: dict[str, tuple[float, float | None]] = {
+        "num_points": (1.0, None),
+        "oversample_ratio": (1.0, None),
+        "importance_sample_ratio": (0.0, 1.0),
+    }
     out: dict[str, float] = {}
     for key, value in settings.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
