@@ -48,6 +48,35 @@ def axis_positions(values: Sequence[Any]) -> tuple[list[float], list[str] | None
     return None
 
 
+def _error_bars(points: Sequence[tuple[Any, ...]], scale: float) -> list[list[float]]:
+    """Lower and upper error-bar lengths of ``(x, mean, interval or None, ...)`` points."""
+    return [
+        [scale * (p[1] - p[2][0]) if p[2] else 0.0 for p in points],
+        [scale * (p[2][1] - p[1]) if p[2] else 0.0 for p in points],
+    ]
+
+
+def _finish(fig: Any, ax: Any, report: Mapping[str, Any], xlabel: str, path: Path) -> Path:
+    """Label, title and legend a plot of the main metric against ``xlabel``, save it to ``path``."""
+    import matplotlib.pyplot as plt
+
+    metric = report["main_metric"]
+    better = "higher" if report["metric_direction"] == "max" else "lower"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{_label(metric)} ({better} is better)")
+    ax.set_title(
+        f"{metric} vs {xlabel}: mean and 95 % interval over {len(report['seeds'])} seed(s)",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def compute_axes(report: Mapping[str, Any]) -> list[str]:
     """The grid axes that change a cell's inference GMACs (e.g. ``model.name``).
 
@@ -90,7 +119,6 @@ def _gmacs_plot(report: Mapping[str, Any], out_dir: str | Path) -> Path | None:
         return None
     metric = report["main_metric"]
     scale, _ = _scale_digits(metric)
-    better = "higher" if report["metric_direction"] == "max" else "lower"
     compute = compute_axes(report)
     lines: dict[str, list[tuple[float, float, list[float] | None, str]]] = {}
     for entry in cells.values():
@@ -109,27 +137,11 @@ def _gmacs_plot(report: Mapping[str, Any], out_dir: str | Path) -> Path | None:
     for key, points in lines.items():
         points.sort(key=lambda p: p[0])
         ys = [scale * p[1] for p in points]
-        err = [
-            [scale * (p[1] - p[2][0]) if p[2] else 0.0 for p in points],
-            [scale * (p[2][1] - p[1]) if p[2] else 0.0 for p in points],
-        ]
+        err = _error_bars(points, scale)
         ax.errorbar([p[0] for p in points], ys, yerr=err, marker="o", capsize=4, label=key or None)
         for p, y in zip(points, ys, strict=True):
             ax.annotate(p[3], (p[0], y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("inference GMACs")
-    ax.set_ylabel(f"{_label(metric)} ({better} is better)")
-    ax.set_title(
-        f"{metric} vs inference GMACs: mean and 95 % interval over {len(report['seeds'])} seed(s)",
-        fontsize=9,
-    )
-    ax.grid(alpha=0.3)
-    if any(lines):
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(out_dir) / "sweep_gmacs.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, report, "inference GMACs", Path(out_dir) / "sweep_gmacs.png")
 
 
 def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
@@ -153,7 +165,6 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 
     metric = report["main_metric"]
     scale, _ = _scale_digits(metric)
-    better = "higher" if report["metric_direction"] == "max" else "lower"
     cells = report["cells"]
     written: list[Path] = []
     for axis in report["grid"]:
@@ -179,29 +190,14 @@ def sweep_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
             points.sort(key=lambda p: p[0])
             xs = [p[0] for p in points]
             ys = [scale * p[1] for p in points]
-            err = [
-                [scale * (p[1] - p[2][0]) if p[2] else 0.0 for p in points],
-                [scale * (p[2][1] - p[1]) if p[2] else 0.0 for p in points],
-            ]
+            err = _error_bars(points, scale)
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=key or None)
         if ticks is not None:
             ax.set_xticks(xs_of, ticks, rotation=30, fontsize=8)
         elif min(xs_of) > 0 and max(xs_of) / min(xs_of) > 100:
             ax.set_xscale("log")
-        ax.set_xlabel(axis)
-        ax.set_ylabel(f"{_label(metric)} ({better} is better)")
-        ax.set_title(
-            f"{metric} vs {axis}: mean and 95 % interval over {len(report['seeds'])} seed(s)",
-            fontsize=9,
-        )
-        ax.grid(alpha=0.3)
-        if any(lines):
-            ax.legend(fontsize=7)
-        fig.tight_layout()
         path = Path(out_dir) / f"sweep_{_UNSAFE.sub('_', axis)}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_finish(fig, ax, report, axis, path))
     gmacs = _gmacs_plot(report, out_dir)
     if gmacs is not None:
         written.append(gmacs)
