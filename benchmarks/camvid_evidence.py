@@ -31,25 +31,27 @@ from dejavu.toolkit.data.factory import dataset_class
 RUNS = Path(__file__).resolve().parent / "results" / "camvid_runs"
 
 
-def finals(regime: str, variant: str) -> dict[int, dict[str, float]]:
-    """``seed -> final val metrics`` of every committed run of a regime and variant."""
+def runs(regime: str, variant: str) -> dict[int, dict]:
+    """``seed -> metrics.json`` (``final`` and ``history``) of every committed run."""
     out = {}
     for path in RUNS.glob(f"{regime}_{variant}_seed*.json"):
         match = re.fullmatch(rf"{regime}_{variant}_seed(\d+)\.json", path.name)
         if match:
-            out[int(match.group(1))] = json.loads(path.read_text())["final"]
+            out[int(match.group(1))] = json.loads(path.read_text())
     return out
+
+
+def finals(regime: str, variant: str) -> dict[int, dict[str, float]]:
+    """``seed -> final val metrics`` of every committed run of a regime and variant."""
+    return {seed: run["final"] for seed, run in runs(regime, variant).items()}
 
 
 def histories(regime: str, variant: str) -> dict[int, list[float]]:
     """``seed -> val mIoU per epoch`` of every committed run of a regime and variant."""
-    out = {}
-    for path in RUNS.glob(f"{regime}_{variant}_seed*.json"):
-        match = re.fullmatch(rf"{regime}_{variant}_seed(\d+)\.json", path.name)
-        if match:
-            history = json.loads(path.read_text())["history"]
-            out[int(match.group(1))] = [100 * h["seg/miou"] for h in history]
-    return out
+    return {
+        seed: [100 * h["seg/miou"] for h in run["history"]]
+        for seed, run in runs(regime, variant).items()
+    }
 
 
 def curves(regime: str, out: Path) -> None:
@@ -59,11 +61,11 @@ def curves(regime: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {v: histories(regime, v) for v in ("baseline", "dejavu")}
-    seeds = sorted(set(runs["baseline"]) & set(runs["dejavu"]))
+    curves_of = {v: histories(regime, v) for v in ("baseline", "dejavu")}
+    seeds = sorted(set(curves_of["baseline"]) & set(curves_of["dejavu"]))
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=120)
     for variant, color in (("baseline", "tab:blue"), ("dejavu", "tab:orange")):
-        series = [runs[variant][s] for s in seeds]
+        series = [curves_of[variant][s] for s in seeds]
         for values in series:
             ax.plot(range(1, len(values) + 1), values, color=color, lw=0.6, alpha=0.4)
         n = min(len(v) for v in series)
