@@ -28,8 +28,8 @@ def test_every_study_has_a_config() -> None:
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_study_config_validates(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.data.name == "scenes" and cfg.data.kwargs["size"] == [96, 128]
-    assert cfg.trainer.max_steps == 600 and cfg.trainer.accelerator == "cpu"
+    assert cfg.data.name == "scenes" and cfg.data.kwargs["size"] == [48, 64]
+    assert cfg.trainer.max_steps == 2400 and cfg.trainer.accelerator == "cpu"
 
 
 @pytest.mark.parametrize("name", STUDY_NAMES)
