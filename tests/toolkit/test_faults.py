@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from dejavu.dejavu import DejaVu
 from dejavu.toolkit.cli import main
@@ -34,27 +35,7 @@ def cache(tmp_path_factory) -> Path:
 
 def tiny(out: Path, cache: Path, *extra: str) -> ExperimentConfig:
     """4 scenes of 32 x 48, batches of 2: 2 steps per epoch, 2 epochs, CPU."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            "name=faults",
-            f"data.root={cache}",
-            "data.num_train=4",
-            "data.num_val=2",
-            "data.test_split=val",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2}",
-            "trainer.max_epochs=2",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
-            "trainer.image_log_every_n_steps=0",
-            *extra,
-        ],
-    )
+    return tiny_config(out, cache, "faults", "data.num_train=4", "trainer.max_epochs=2", *extra)
 
 
 def inject(monkeypatch: pytest.MonkeyPatch, term: str, steps: set[int]) -> None:

@@ -14,9 +14,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from dejavu.toolkit.cli import main
-from dejavu.toolkit.config import ExperimentConfig, load_config, save_config
+from dejavu.toolkit.config import ExperimentConfig, save_config
 from dejavu.toolkit.errors import RunInterruptedError
 from dejavu.toolkit.training import run_fit
 
@@ -37,27 +38,7 @@ def cache(tmp_path_factory) -> Path:
 
 def tiny(out: Path, cache: Path, name: str, *extra: str) -> ExperimentConfig:
     """6 scenes of 32 x 48, batches of 2: 3 steps per epoch, 2 epochs, CPU."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            f"name={name}",
-            f"data.root={cache}",
-            "data.num_train=6",
-            "data.num_val=2",
-            "data.test_split=val",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2}",
-            "trainer.max_epochs=2",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
-            "trainer.image_log_every_n_steps=0",
-            *extra,
-        ],
-    )
+    return tiny_config(out, cache, name, "trainer.max_epochs=2", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
-from dejavu.toolkit.config import ExperimentConfig, load_config, save_config
+from dejavu.toolkit.config import ExperimentConfig, save_config
 from dejavu.toolkit.training import run_fit
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
@@ -36,28 +37,15 @@ SEED = int(os.environ.get("DEJAVU_KILL_SEED", "20260512"))  # the random kill mo
 
 def tiny(out: Path, cache: Path, name: str) -> ExperimentConfig:
     """6 scenes of 32 x 48 with augmentation, 3 steps per epoch, 4 epochs, CPU."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            f"name={name}",
-            f"data.root={cache}",
-            "data.num_train=6",
-            "data.num_val=2",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "data.crop_size=[24, 40]",
-            "data.scale_range=[0.8, 1.25]",
-            "data.color_jitter=0.2",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2}",
-            "optim.warmup_steps=2",
-            "trainer.max_epochs=4",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
-            "trainer.image_log_every_n_steps=0",
-        ],
+    return tiny_config(
+        out,
+        cache,
+        name,
+        "data.crop_size=[24, 40]",
+        "data.scale_range=[0.8, 1.25]",
+        "data.color_jitter=0.2",
+        "optim.warmup_steps=2",
+        "trainer.max_epochs=4",
     )
 
 

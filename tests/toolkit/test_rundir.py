@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from dejavu.toolkit.cli import main
 from dejavu.toolkit.config import load_config, save_config
@@ -28,24 +29,7 @@ def cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def config(tmp_path: Path, cache: Path) -> Path:
     """4 scenes, 2 steps per epoch, 2 epochs; the run directory is tmp_path/runs/run."""
-    cfg = load_config(
-        None,
-        [
-            f"output_dir={tmp_path / 'runs'}",
-            "name=run",
-            f"data.root={cache}",
-            "data.num_train=4",
-            "data.num_val=2",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2}",
-            "trainer.max_epochs=2",
-            "trainer.accelerator=cpu",
-            "trainer.image_log_every_n_steps=0",
-        ],
-    )
+    cfg = tiny_config(tmp_path / "runs", cache, "run", "data.num_train=4", "trainer.max_epochs=2")
     return save_config(cfg, tmp_path / "run.yaml")
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from tiny_runs import tiny_config
 from torch.utils.data import DataLoader
 
 from dejavu.toolkit.config import ExperimentConfig, config_to_dict, load_config
@@ -55,26 +56,16 @@ def frames(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(out: Path, cache: Path, name: str, *extra: str) -> ExperimentConfig:
-    """A few 32 x 48 scenes, the cheapest timm FPN, CPU (as tests/toolkit/test_training.py)."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            f"name={name}",
-            f"data.root={cache}",
-            f"data.num_train={NUM_TRAIN}",
-            "data.num_val=2",
-            f"data.batch_size={BATCH}",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2, scale: 0.5}",
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
-            "trainer.image_log_every_n_steps=0",
-            *extra,
-        ],
+    """The shared tiny run (tiny_runs.py) with this module's scenes and batch, and a
+    half-resolution CRM."""
+    return tiny_config(
+        out,
+        cache,
+        name,
+        f"data.num_train={NUM_TRAIN}",
+        f"data.batch_size={BATCH}",
+        "dejavu.crm={kind: forward, width: 8, depth: 2, scale: 0.5}",
+        *extra,
     )
 
 

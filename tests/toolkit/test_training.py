@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_config
 from torch import nn
 
 from dejavu.toolkit.complexity import model_complexity
@@ -44,27 +45,16 @@ def cache(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(out: Path, cache: Path, name: str, *extra: str) -> ExperimentConfig:
-    """A few 32 x 48 scenes, the cheapest timm FPN, CPU."""
-    return load_config(
-        None,
-        [
-            f"output_dir={out}",
-            f"name={name}",
-            f"data.root={cache}",
-            "data.num_train=6",
-            "data.num_val=4",
-            "data.test_split=val",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.kwargs={size: [32, 48]}",
-            "model.name=fpn_test_resnet",
-            "dejavu.crm={kind: forward, width: 8, depth: 2, scale: 0.5}",
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.log_every_n_steps=1",
-            "trainer.image_log_every_n_steps=2",
-            *extra,
-        ],
+    """The shared tiny run (tiny_runs.py) with 4 val scenes, a half-resolution CRM and
+    image logging every 2 steps."""
+    return tiny_config(
+        out,
+        cache,
+        name,
+        "data.num_val=4",
+        "dejavu.crm={kind: forward, width: 8, depth: 2, scale: 0.5}",
+        "trainer.image_log_every_n_steps=2",
+        *extra,
     )
 
 
