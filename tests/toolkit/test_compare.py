@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from fake_runs import fake_training
 
 import dejavu.toolkit.compare as compare_module
 from dejavu.toolkit.cli import main
@@ -232,42 +232,18 @@ def test_compare_json_paired_section(compared: tuple[dict, Path, str]) -> None:
 
 
 def _fake_training(monkeypatch, miou: dict[str, dict[int, float]], calls: list | None = None):
-    """Replace training by results looked up by variant and seed (no network is trained).
+    """Training replaced by ``miou[variant][seed]``; seed 1 has no value for class 1."""
 
-    The variant is read from the run's output directory (``<out>/runs/<variant>``).
-    """
-    import dejavu.toolkit.training as training
-    from dejavu.toolkit.training import FitResult
+    def metrics(variant: str, seed: int) -> dict[str, float]:
+        value = miou[variant][seed]
+        return {
+            "seg/miou": value,
+            "seg/iou_per_class/0": value + 0.1,
+            "seg/iou_per_class/1": float("nan") if seed == 1 else value - 0.1,
+            "loss": 1.0 - value,
+        }
 
-    def fake_fit(cfg, **_kw):
-        variant = Path(cfg.output_dir).name
-        if calls is not None:
-            calls.append((variant, cfg.seed))
-        value = miou[variant][cfg.seed]
-        run_dir = Path(cfg.output_dir) / cfg.name
-        return FitResult(
-            run_dir=run_dir,
-            last_checkpoint=run_dir / "last.ckpt",
-            best_checkpoint=None,
-            metrics={
-                "val/seg/miou": value,
-                "val/seg/iou_per_class/0": value + 0.1,
-                "val/seg/iou_per_class/1": float("nan") if cfg.seed == 1 else value - 0.1,
-                "val/loss": 1.0 - value,
-            },
-            history=[{"epoch": 0, "step": 2, "seg/miou": value}],
-            train_time_s=1.0,
-        )
-
-    monkeypatch.setattr(training, "run_fit", fake_fit)
-    monkeypatch.setattr(
-        training,
-        "load_eval_model",
-        lambda _ckpt: (torch.nn.Identity(), {"class_names": ["sky", "road"]}),
-    )
-    from dejavu.toolkit import complexity
-
-    monkeypatch.setattr(complexity, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
+    fake_training(monkeypatch, metrics, calls=calls, class_names=["sky", "road"])
 
 
 def test_compare_pairs_fake_runs_by_seed(tmp_path: Path, monkeypatch, write_config) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from fake_runs import fake_training
 from PIL import Image
 
 import dejavu.toolkit.sweep as sweep_module
@@ -458,30 +458,15 @@ def test_submitit_local_launcher(
 
 # ------------------------------------------------------------------ statistics, fake runs
 def _fake_training(monkeypatch, miou: dict[tuple[str, int], float]) -> None:
-    """Training replaced by results looked up by cell and seed (no network is trained)."""
-    import dejavu.toolkit.training as training
-    from dejavu.toolkit import complexity
-    from dejavu.toolkit.training import FitResult
-
-    def fake_fit(cfg, **_kw):
-        value = miou[(Path(cfg.output_dir).name, cfg.seed)]
-        run_dir = Path(cfg.output_dir) / cfg.name
-        return FitResult(
-            run_dir=run_dir,
-            last_checkpoint=run_dir / "last.ckpt",
-            best_checkpoint=None,
-            metrics={
-                "val/seg/miou": value,
-                "val/seg/iou_per_class/0": float("nan"),  # a class absent from val
-                "val/loss": 1.0 - value,
-            },
-            history=[{"epoch": 0, "step": 2, "seg/miou": value}],
-            train_time_s=1.0,
-        )
-
-    monkeypatch.setattr(training, "run_fit", fake_fit)
-    monkeypatch.setattr(training, "load_eval_model", lambda _c: (torch.nn.Identity(), {}))
-    monkeypatch.setattr(complexity, "model_complexity", lambda *_a: {"params": 7, "gmacs": 0.25})
+    """Training replaced by ``miou[cell, seed]``; class 0 is absent from val (NaN)."""
+    fake_training(
+        monkeypatch,
+        lambda cell, seed: {
+            "seg/miou": miou[cell, seed],
+            "seg/iou_per_class/0": float("nan"),
+            "loss": 1.0 - miou[cell, seed],
+        },
+    )
 
 
 def test_two_axes_lines_reference_and_null_for_nan(
