@@ -12,12 +12,21 @@ everything. Two combine sweeps that share their seeds:
   the band (and against the cut-off) with 95 % intervals, the baseline as a
   line with its interval, and prints each cell's paired difference to the
   baseline.
+- ``shared_attention``: study 4 runs the plain HRNet widths (baseline) and the
+  same widths with the SA block (DejaVu) as two sweeps. This draws both curves
+  of accuracy against inference GMACs, with 95 % intervals, and prints each
+  network's mean, and each SA network's paired difference to its plain width
+  and to the next wider plain network (does the block beat widening?).
+
+Each prints its markdown table, and with ``--md PATH`` also writes it there.
 
 Usage::
 
     python benchmarks/study_report.py redaction runs/studies/redaction_{segmentation,depth,normals}
     python benchmarks/study_report.py band runs/studies/band_{bandstop,lowpass,baseline} \\
         --out docs/img/study_band_sweep.png
+    python benchmarks/study_report.py shared_attention runs/studies/shared_attention_{base,sa} \\
+        --out docs/img/study_shared_attention.png
 """
 
 from __future__ import annotations
@@ -160,6 +169,74 @@ def band_figure(
     return "\n".join(rows)
 
 
+def cell_model(report: Mapping[str, Any], cell: str) -> str:
+    """The ``model.name`` of a cell (its grid value, else the sweep's config)."""
+    values = report["cells"][cell]["values"]
+    return str(values.get("model.name", report.get("config", {}).get("model", {}).get("name")))
+
+
+def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out: Path) -> str:
+    """Study 4's figure (written to ``out``) and table (returned, markdown).
+
+    ``base`` holds the plain networks, ``sa`` the ``sa_<plain name>`` networks; an
+    SA network is paired with its plain namesake and with the next wider plain
+    network (by GMACs), over the seeds both have.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = base["main_metric"]
+    scale, _ = _scale_digits(metric)
+    curves: dict[str, list[tuple[float, str, dict[int, float]]]] = {}
+    for label, report in (("scaling the base (baseline)", base), ("DejaVu-SA", sa)):
+        points = []
+        for cell, entry in report["cells"].items():
+            if entry.get("gmacs") is None:
+                raise ValueError(f"cell {cell!r} has no GMACs in its sweep.json")
+            points.append((float(entry["gmacs"]), cell_model(report, cell),
+                           per_seed(report, cell, metric)))  # fmt: skip
+        curves[label] = sorted(points, key=lambda p: p[0])
+    plain = {name: (g, runs) for g, name, runs in curves["scaling the base (baseline)"]}
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    rows = [f"| network | GMACs | {_label(metric)} | Δ vs same width | Δ vs next wider |",
+            "| --- | ---: | ---: | --- | --- |"]  # fmt: skip
+    for label, points in curves.items():
+        xs, ys, errs = [], [], [[], []]
+        for gmacs, name, runs in points:
+            m = sum(runs.values()) / len(runs) if runs else math.nan
+            ci = mean_interval(list(runs.values()))
+            xs.append(gmacs)
+            ys.append(scale * m)
+            errs[0].append(scale * (m - ci[0]) if ci else 0.0)
+            errs[1].append(scale * (ci[1] - m) if ci else 0.0)
+            same = wider = "-"
+            if label == "DejaVu-SA":
+                own = plain.get(name.removeprefix("sa_"))
+                if own is not None and (d := paired(own[1], runs)):
+                    same = format_difference(d, metric)
+                bigger = [(g, r) for g, r in plain.values() if g > gmacs]
+                if bigger and (d := paired(min(bigger, key=lambda p: p[0])[1], runs)):
+                    wider = format_difference(d, metric)
+            rows.append(f"| {name} | {gmacs:.3f} | {mean_text(metric, list(runs.values()))} "
+                        f"| {same} | {wider} |")  # fmt: skip
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=label)
+        for x, y, (_, name, _) in zip(xs, ys, points, strict=True):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    better = "higher" if base["metric_direction"] == "max" else "lower"
+    ax.set_xlabel("inference GMACs (one image)")
+    ax.set_ylabel(f"{_label(metric)} ({better} is better)")
+    ax.set_title(f"{metric}: mean and 95 % interval over {len(base['seeds'])} seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="study", required=True)
@@ -170,12 +247,26 @@ def main() -> None:
     band.add_argument("lowpass", type=Path)
     band.add_argument("baseline", type=Path)
     band.add_argument("--out", type=Path, default=Path("docs/img/study_band_sweep.png"))
+    sa = sub.add_parser("shared_attention", help="study 4: accuracy against GMACs, two curves")
+    sa.add_argument("base", type=Path, help="the plain networks' sweep (folder or json)")
+    sa.add_argument("sa", type=Path, help="the SA networks' sweep (folder or json)")
+    sa.add_argument("--out", type=Path, default=Path("docs/img/study_shared_attention.png"))
+    for p in (red, band, sa):
+        p.add_argument("--md", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     if args.study == "redaction":
-        print(redaction_table([load(p) for p in args.sweeps]))
+        table = redaction_table([load(p) for p in args.sweeps])
+    elif args.study == "band":
+        table = band_figure(load(args.bandstop), load(args.lowpass), load(args.baseline), args.out)
     else:
-        print(band_figure(load(args.bandstop), load(args.lowpass), load(args.baseline), args.out))
+        table = shared_attention_figure(load(args.base), load(args.sa), args.out)
+    print(table)
+    if args.study != "redaction":
         print(f"\nwrote {args.out}")
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(table + "\n")
+        print(f"wrote {args.md}")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ def test_list_models_names_the_required_models() -> None:
         "smp_fpn_resnet34",
         "mtl_hrnet18",
         "sa_hrnet18",
+        "sa_hrnet18_v2",
+        "sa_hrnet18_full",
         *(f"segformer_b{i}" for i in range(6)),
     }
     assert required <= set(names)

@@ -112,3 +112,18 @@ def test_dejavu_trains_sa_hrnet18_with_the_sa_loss() -> None:
     assert out["sa"] > 0
     out["loss"].backward()
     assert base.attention.regen_v.weight.grad is not None
+
+
+@pytest.mark.parametrize("plain", ["hrnet18", "hrnet18_v2", "hrnet18_full"])
+def test_each_hrnet_width_has_its_sa_network(plain: str) -> None:
+    # Study 4 sets SA against widening the base: sa_<plain> must be <plain> plus the block.
+    sa = create_model(f"sa_{plain}", num_classes=3, sa_stride=4).train()
+    base = create_model(plain, num_classes=3)
+    backbone = {k: v.shape for k, v in base.state_dict().items() if k.startswith("backbone.")}
+    assert backbone and backbone == {
+        k: v.shape for k, v in sa.state_dict().items() if k.startswith("backbone.")
+    }
+    assert sa.feature_channels == base.feature_channels
+    x = torch.randn(2, 3, *SIZE)
+    out = sa(x, redacted=torch.zeros_like(x))
+    assert out["seg"].shape == (2, 3, *SIZE) and out["regenerated"].shape == (2, 3, *SIZE)

@@ -51,7 +51,8 @@ def test_documented_grids_are_valid(name: str, monkeypatch, capsys) -> None:
 
 def test_documented_commands_are_read_whole() -> None:
     commands = documented_commands(ROOT / "configs" / "studies" / "band_sweep.yaml")
-    assert len(commands) == 3
+    assert len(commands) == 4  # three sweeps, then the report that combines them
+    assert commands[-1][:3] == ["python", "benchmarks/study_report.py", "band"]
     first = commands[0]
     assert first[first.index("--grid") + 1].startswith("dejavu.redaction.band=[0.0, 0.1],")
     assert first[-1].endswith("[0.5, 0.7]")

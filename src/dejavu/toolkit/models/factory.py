@@ -24,7 +24,8 @@ Names:
   ``smp_fpn_resnet34``, ``smp_unet_tu-convnext_atto``.
 - ``mtl_<name>``: ``<name>`` as a multi-task network (shared encoder, one head
   per task), e.g. ``mtl_hrnet18``; its default task is ``"multitask"``.
-- ``sa_hrnet18``: HRNet-18 with a DejaVu-SA shared-attention block in its head.
+- ``sa_hrnet18``, ``sa_hrnet18_v2``, ``sa_hrnet18_full``: ``hrnet18``, ``hrnet18_v2``,
+  ``hrnet18_full`` with a DejaVu-SA shared-attention block in the head.
 - ``hrnet18_ocr``, ``hrnet48_ocr``: HRNet-OCR, the OCR head on ``hrnet18`` / ``hrnet48``
   (:mod:`~dejavu.toolkit.models.ocr`; in training they also return ``"seg_aux"``,
   the soft object regions, for the auxiliary loss).

@@ -1,4 +1,5 @@
-"""``sa_hrnet18``: HRNet whose head contains a DejaVu-SA shared-attention block.
+"""``sa_hrnet18`` (and its wider ``_v2``, ``_full``): HRNet whose head contains a
+DejaVu-SA shared-attention block.
 
 The network is :class:`~dejavu.toolkit.models.hrnet.HRNet` with a
 :class:`dejavu.shared_attention.SharedAttention` block inserted between the
@@ -193,7 +194,22 @@ class SharedAttentionHRNet(HRNet):
 
 
 # ----------------------------------------------------------------------- registry
+# One SA network per HRNet width, so that SA can be set against simply widening the
+# base (issue 13, study 4): each is its plain namesake (``hrnet18``, ``hrnet18_v2``,
+# ``hrnet18_full``) plus the block.
 @register_model
 def sa_hrnet18(heads: Mapping[str, int], **kwargs: Any) -> SharedAttentionHRNet:
-    """HRNet-18 (``hrnet18``) with a DejaVu-SA shared-attention block in its head."""
+    """HRNet-W18-Small (``hrnet18``) with a DejaVu-SA shared-attention block in its head."""
     return SharedAttentionHRNet(heads, variant=HRNET_VARIANTS["hrnet18"], **kwargs)
+
+
+@register_model
+def sa_hrnet18_v2(heads: Mapping[str, int], **kwargs: Any) -> SharedAttentionHRNet:
+    """HRNet-W18-Small-V2 (``hrnet18_v2``) with a DejaVu-SA block in its head."""
+    return SharedAttentionHRNet(heads, variant=HRNET_VARIANTS["hrnet18_v2"], **kwargs)
+
+
+@register_model
+def sa_hrnet18_full(heads: Mapping[str, int], **kwargs: Any) -> SharedAttentionHRNet:
+    """HRNet-W18 (``hrnet18_full``) with a DejaVu-SA block in its head."""
+    return SharedAttentionHRNet(heads, variant=HRNET_VARIANTS["hrnet18_full"], **kwargs)
