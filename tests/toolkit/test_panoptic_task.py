@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from dejavu.mask_classification import query_keys
-from dejavu.toolkit.colorize import colorize_panoptic
+from dejavu.toolkit.colorize import colorize_panoptic, colorize_segmentation
 from dejavu.toolkit.config import config_from_dict
 from dejavu.toolkit.data.coco_panoptic import rgb_to_segment_ids
 from dejavu.toolkit.errors import ConfigError
@@ -233,6 +233,12 @@ def test_panoptic_pictures() -> None:
     assert pic[0, 4].tolist() == [0, 0, 0]  # VOID black
     assert pic[1, 2].tolist() != pic[2, 4].tolist()  # two boxes, two shades
     assert pic[0, 0].tolist() == pic[1, 5].tolist()  # one wall segment, one colour
+    # the first segment of a class (by id) keeps the palette colour, later ones are
+    # shifted: box segments 0, 3 and 9 at [2, 1], [1, 2] and [2, 4]
+    palette = colorize_segmentation(target[0].clamp(max=2), 3)
+    assert pic[0, 0].tolist() == palette[0, 0].tolist()
+    assert pic[2, 1].tolist() == palette[2, 1].tolist()
+    assert palette[2, 1].tolist() not in (pic[1, 2].tolist(), pic[2, 4].tolist())
     outlined = colorize_panoptic(target, 3)
     assert outlined[1, 2].tolist() == [255, 255, 255]  # wall -> box 3 along the row
     assert outlined[0, 0].tolist() == pic[0, 0].tolist()
@@ -241,3 +247,17 @@ def test_panoptic_pictures() -> None:
     out = {"pred": _queries_for(task.target(_truth(), "panoptic"))}
     panel = training_panel(batch, out, task, (0.5,) * 3, (0.2,) * 3)
     assert panel.ndim == 3 and panel.dtype == np.uint8
+
+
+def test_panoptic_colours_do_not_depend_on_segment_numbering() -> None:
+    # A truth (stuff as instance 0, objects 1, 2) and a prediction of the same regions
+    # with every segment numbered differently (stuff 7, objects 3, 9): the same picture.
+    cls = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1]])
+    truth = torch.stack([cls, torch.tensor([[0, 0, 1, 1], [0, 0, 2, 2]])])
+    pred = torch.stack([cls, torch.tensor([[7, 7, 3, 3], [7, 7, 9, 9]])])
+    assert np.array_equal(colorize_panoptic(truth, 2), colorize_panoptic(pred, 2))
+    pic = colorize_panoptic(truth, 2, outline=False)
+    palette = colorize_segmentation(cls, 2)
+    assert pic[0, 0].tolist() == palette[0, 0].tolist()  # stuff: its class colour
+    assert pic[0, 2].tolist() == palette[0, 2].tolist()  # first object: the class colour
+    assert pic[1, 2].tolist() != palette[1, 2].tolist()  # second object: told apart

@@ -181,9 +181,13 @@ def colorize_panoptic(
     """Colour a panoptic map: segments in their class colour, instances told apart, outlined.
 
     A segment is a (class, instance) pair. Its colour is the class's
-    :func:`default_palette` colour, shifted by up to +-48 per channel by a
-    fixed function of the instance id (instance 0 keeps the class colour), so
-    the same map always gets the same picture. With ``outline``, pixels whose
+    :func:`default_palette` colour; the second, third, ... segment of a class
+    in the map (by instance id) is shifted by up to +-48 per channel by a fixed
+    function of that rank. So a class with one segment (a stuff region, a
+    single object) has its class colour whatever its id: a ground truth (stuff
+    with instance 0) and a prediction (every segment numbered) of the same
+    regions look alike, and the same map always gets the same picture. With
+    ``outline``, pixels whose
     segment differs from the one above or to the left are white (a one-pixel
     line between segments). VOID (a class outside
     ``[0, num_classes)``, e.g. 255) is black.
@@ -207,14 +211,21 @@ def colorize_panoptic(
     cls, inst = x[0].astype(np.int64), x[1].astype(np.int64)
     void = (cls < 0) | (cls >= num_classes)
     base = colorize_segmentation(np.where(void, -1, cls), num_classes).astype(np.int64)
-    # A fixed pseudo-random shift per instance id (Knuth's multiplicative hash).
-    h = (inst * 2654435761) % (2**32)
+    # Each segment's rank within its class: np.unique sorts the keys class-major.
+    key = np.where(void, -1, cls * (int(inst.max(initial=0)) + 1) + inst)
+    keys, where = np.unique(key, return_inverse=True)
+    key_cls = np.where(keys < 0, -1, keys // (int(inst.max(initial=0)) + 1))
+    first = np.searchsorted(key_cls, key_cls, side="left")
+    rank = (np.arange(keys.size) - first)[where.reshape(key.shape)]
+    # A fixed pseudo-random shift per rank (Knuth's multiplicative hash); rank 0 keeps
+    # the class colour.
+    h = (rank * 2654435761) % (2**32)
     shift = np.stack([(h >> s) % 97 - 48 for s in (0, 8, 16)], axis=-1)
-    shift[inst == 0] = 0
+    shift[rank == 0] = 0
     out = np.clip(base + shift, 0, 255).astype(np.uint8)
     out[void] = 0
     if outline:
-        seg = np.where(void, -1, cls * (int(inst.max(initial=0)) + 1) + inst)
+        seg = key
         # one pixel wide: the pixel below / right of a change of segment
         edge = np.zeros(seg.shape, dtype=bool)
         edge[1:] |= seg[1:] != seg[:-1]
