@@ -170,9 +170,11 @@ def band_figure(
 
 
 def cell_model(report: Mapping[str, Any], cell: str) -> str:
-    """The ``model.name`` of a cell (its grid value, else the sweep's config)."""
+    """The ``model.name`` of a cell: study 4's sweeps have it as a grid axis."""
     values = report["cells"][cell]["values"]
-    return str(values.get("model.name", report.get("config", {}).get("model", {}).get("name")))
+    if "model.name" not in values:
+        raise ValueError(f"cell {cell!r} has no model.name axis; grid axes: {sorted(values)}")
+    return str(values["model.name"])
 
 
 def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out: Path) -> str:

@@ -212,9 +212,10 @@ def colorize_panoptic(
     void = (cls < 0) | (cls >= num_classes)
     base = colorize_segmentation(np.where(void, -1, cls), num_classes).astype(np.int64)
     # Each segment's rank within its class: np.unique sorts the keys class-major.
-    key = np.where(void, -1, cls * (int(inst.max(initial=0)) + 1) + inst)
+    stride = int(inst.max(initial=0)) + 1
+    key = np.where(void, -1, cls * stride + inst)
     keys, where = np.unique(key, return_inverse=True)
-    key_cls = np.where(keys < 0, -1, keys // (int(inst.max(initial=0)) + 1))
+    key_cls = np.where(keys < 0, -1, keys // stride)
     first = np.searchsorted(key_cls, key_cls, side="left")
     rank = (np.arange(keys.size) - first)[where.reshape(key.shape)]
     # A fixed pseudo-random shift per rank (Knuth's multiplicative hash); rank 0 keeps
