@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 from scipy import stats
 
 from dejavu.toolkit.compare import (
@@ -326,12 +326,7 @@ def test_class_names_from_base_json(tmp_path: Path) -> None:
 
 # -------------------------------------------------- benchmarks/compare_report.py
 def _compare_report_module():
-    spec = importlib.util.spec_from_file_location(
-        "compare_report", ROOT / "benchmarks" / "compare_report.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_report")
 
 
 def test_compare_report_on_an_older_json_computes_paired_statistics() -> None:

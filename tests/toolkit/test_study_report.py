@@ -7,11 +7,11 @@ worked out by hand from those values.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 from fake_runs import fake_training
 
 from dejavu.toolkit.sweep import run_sweep
@@ -30,12 +30,7 @@ MIOU = {
 
 
 def _study_report():
-    spec = importlib.util.spec_from_file_location(
-        "study_report", ROOT / "benchmarks" / "study_report.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("study_report")
 
 
 def _sweep(tmp_path: Path, monkeypatch, write_config, models: list[str], enabled: bool) -> Path:
