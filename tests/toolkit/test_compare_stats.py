@@ -14,6 +14,7 @@ from scipy import stats
 from dejavu.toolkit.compare import (
     EFFECT_LEGEND,
     class_names,
+    code_text,
     compare_markdown,
     effect_label,
     format_difference,
@@ -352,3 +353,21 @@ def test_compare_report_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "| seg/miou (%) | baseline − dejavu |" in out
     assert curves.is_file()
+
+
+# -------------------------------------------------- the code a report ran on
+def test_code_version_names_the_commit_and_whether_it_was_clean(monkeypatch) -> None:
+    import dejavu.toolkit.compare.machine as machine
+
+    answers = {"rev-parse": "0123456789abcdef" * 2 + "01234567", "status": " M src/x.py"}
+    monkeypatch.setattr(machine, "_git", lambda *args: answers[args[0]])
+    code = machine.code_version()
+    assert code["commit"] == answers["rev-parse"] and code["dirty"] is True
+    assert code_text({"code": code}) == (
+        f"; code dejavu {code['dejavu']} at 0123456 (with uncommitted changes)"
+    )
+    answers["status"] = ""
+    assert machine.code_version()["dirty"] is False
+    monkeypatch.setattr(machine, "_git", lambda *args: None)  # not a checkout: a wheel
+    assert machine.code_version() == {"dejavu": code["dejavu"], "commit": None, "dirty": None}
+    assert code_text({"code": machine.code_version()}) == f"; code dejavu {code['dejavu']}"

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from dejavu.toolkit.compare.formatting import EFFECT_LEGEND, format_difference
-from dejavu.toolkit.compare.machine import cpu_model, machine_info
+from dejavu.toolkit.compare.machine import code_text, code_version, cpu_model, machine_info
 from dejavu.toolkit.compare.report import (
     _final_metrics,
     _summary,
@@ -71,6 +71,8 @@ from dejavu.toolkit.compare.variants import (
 __all__ = [
     "EFFECT_LEGEND",
     "class_names",
+    "code_text",
+    "code_version",
     "compare_markdown",
     "compare_table",
     "cpu_model",

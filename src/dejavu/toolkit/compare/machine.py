@@ -1,18 +1,22 @@
-"""Where a comparison ran, reported with its numbers (also by ``dejavu diagnose``).
+"""Where a comparison ran, and on which code, reported with its numbers (also by
+``dejavu diagnose`` and ``dejavu sweep``).
 
 Example:
     >>> sorted(machine_info())
-    ['cpu_count', 'cuda', 'platform', 'processor', 'python', 'torch']
+    ['code', 'cpu_count', 'cuda', 'platform', 'processor', 'python', 'torch']
+    >>> sorted(code_version())
+    ['commit', 'dejavu', 'dirty']
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_model", "machine_info"]
+__all__ = ["code_text", "code_version", "cpu_model", "machine_info"]
 
 
 def cpu_model() -> str:
@@ -26,6 +30,40 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _git(*args: str) -> str | None:
+    """``git <args>`` run in this package's folder; None where that is not a checkout."""
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_version() -> dict[str, Any]:
+    """The dejavu version, and the git commit of its source when it runs from a checkout.
+
+    ``dirty`` says whether tracked files differ from that commit (None outside
+    a checkout, e.g. an installed wheel): a result is reproducible from its
+    commit only when it is False.
+    """
+    from dejavu import __version__
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "dejavu": __version__,
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+    }
+
+
 def machine_info() -> dict[str, Any]:
     """Where the comparison ran (reported with its numbers)."""
     import torch
@@ -37,5 +75,27 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "code": code_version(),
     }
     return info
+
+
+def code_text(machine: dict[str, Any]) -> str:
+    """``"; code dejavu 0.1.0 at 1a2b3c4"``: the code part of a report's machine line
+    (empty for a report written before reports recorded it).
+
+    Example:
+        >>> code_text({"code": {"dejavu": "0.1.0", "commit": "1a2b3c4d5e", "dirty": True}})
+        '; code dejavu 0.1.0 at 1a2b3c4 (with uncommitted changes)'
+        >>> code_text({})
+        ''
+    """
+    code = machine.get("code")
+    if not code:
+        return ""
+    text = f"; code dejavu {code.get('dejavu')}"
+    if code.get("commit"):
+        text += f" at {code['commit'][:7]}"
+        if code.get("dirty"):
+            text += " (with uncommitted changes)"
+    return text

@@ -208,8 +208,8 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Runs: {report['launcher']} launcher, {report['jobs']} at a time. Machine: "
         f"{machine.get('processor')}, {machine.get('cpu_count')} CPUs, "
-        f"GPU {machine.get('cuda') or 'none'}, torch {machine.get('torch')}; "
-        f"date {report['date']}.",
+        f"GPU {machine.get('cuda') or 'none'}, torch {machine.get('torch')}"
+        f"{compare.code_text(machine)}; date {report['date']}.",
         "",
     ]
     return "\n".join(lines)
