@@ -359,7 +359,11 @@ def test_compare_report_cli(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_code_version_names_the_commit_and_whether_it_was_clean(monkeypatch) -> None:
     import dejavu.toolkit.compare.machine as machine
 
-    answers = {"rev-parse": "0123456789abcdef" * 2 + "01234567", "status": " M src/x.py"}
+    answers = {
+        "ls-files": "machine.py",
+        "rev-parse": "0123456789abcdef" * 2 + "01234567",
+        "status": " M src/x.py",
+    }
     monkeypatch.setattr(machine, "_git", lambda *args: answers[args[0]])
     code = machine.code_version()
     assert code["commit"] == answers["rev-parse"] and code["dirty"] is True
@@ -368,6 +372,8 @@ def test_code_version_names_the_commit_and_whether_it_was_clean(monkeypatch) -> 
     )
     answers["status"] = ""
     assert machine.code_version()["dirty"] is False
+    answers["ls-files"] = None  # a checkout that does not track dejavu: another project's
+    assert machine.code_version()["commit"] is None
     monkeypatch.setattr(machine, "_git", lambda *args: None)  # not a checkout: a wheel
     assert machine.code_version() == {"dejavu": code["dejavu"], "commit": None, "dirty": None}
     assert code_text({"code": machine.code_version()}) == f"; code dejavu {code['dejavu']}"

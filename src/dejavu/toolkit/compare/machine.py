@@ -55,7 +55,10 @@ def code_version() -> dict[str, Any]:
     """
     from dejavu import __version__
 
-    commit = _git("rev-parse", "HEAD")
+    # Only a checkout that tracks this very file is dejavu's source: an install into the
+    # ignored .venv of some other repository would otherwise report that repository.
+    ours = _git("ls-files", "--error-unmatch", Path(__file__).name) is not None
+    commit = _git("rev-parse", "HEAD") if ours else None
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {
         "dejavu": __version__,
