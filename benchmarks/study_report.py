@@ -6,7 +6,9 @@ everything. Two combine sweeps that share their seeds:
 - ``redaction``: study 1 runs one sweep per task (segmentation, depth,
   normals). This prints the table in the seed's layout, a row per redaction and
   a column per task, each cell ``mean`` and its paired difference to the
-  ``none`` row, and which redaction wins per task.
+  ``none`` row, and which redaction wins per task; the figure draws each
+  redaction's paired difference to ``none``, with its 95 % interval, one panel
+  per task.
 - ``band``: study 2 runs band-stop over consecutive bands, low-pass at four
   cut-offs and the baseline as three sweeps. This draws the depth error against
   the band (and against the cut-off) with 95 % intervals, the baseline as a
@@ -22,7 +24,9 @@ Each prints its markdown table, and with ``--md PATH`` also writes it there.
 
 Usage::
 
-    python benchmarks/study_report.py redaction runs/studies/redaction_{segmentation,depth,normals}
+    python benchmarks/study_report.py redaction \\
+        runs/studies/redaction_{segmentation,depth,normals} \\
+        --out docs/img/study_redaction.png
     python benchmarks/study_report.py band runs/studies/band_{bandstop,lowpass,baseline} \\
         --out docs/img/study_band_sweep.png
     python benchmarks/study_report.py shared_attention runs/studies/shared_attention_{base,sa} \\
@@ -105,6 +109,50 @@ def redaction_table(reports: Sequence[Mapping[str, Any]]) -> str:
             row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join([*lines, "", *wins])
+
+
+def redaction_figure(reports: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """Study 1's figure: each redaction's paired difference to ``none``, a panel per task.
+
+    A forest plot: one row per redaction, its mean paired difference to the
+    reference cell with the 95 % t-interval as a bar, and 0 (no difference) as a
+    line. Each panel's x label says which way is better for its metric.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = list(reports[0]["cells"])
+    fig, axes = plt.subplots(1, len(reports), figsize=(3.6 * len(reports), 0.45 * len(cells) + 1.6),
+                             sharey=True, squeeze=False)  # fmt: skip
+    for ax, report in zip(axes[0], reports, strict=True):
+        metric, ref = report["main_metric"], report["reference"]
+        scale, _ = _scale_digits(metric)
+        ref_runs = per_seed(report, ref, metric)
+        for y, cell in enumerate(cells):
+            d = None if cell == ref else paired(ref_runs, per_seed(report, cell, metric))
+            if d is None:
+                ax.plot([0.0], [y], marker="D", color="k")
+                continue
+            low, high = (scale * v for v in d["ci"])
+            effect = not low <= 0.0 <= high
+            ax.errorbar([scale * d["mean"]], [y], xerr=[[scale * d["mean"] - low],
+                        [high - scale * d["mean"]]], marker="o", capsize=4,
+                        color="C3" if effect else "C0")  # fmt: skip
+        ax.axvline(0.0, color="k", lw=1)
+        better = "higher" if report["metric_direction"] == "max" else "lower"
+        ax.set_xlabel(f"Δ {_label(metric)} vs none\n({better} is better)", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0][0].set_yticks(range(len(cells)), [c.split("=", 1)[1] for c in cells], fontsize=8)
+    axes[0][0].invert_yaxis()
+    n = len(reports[0]["seeds"])
+    fig.suptitle(f"paired difference to no redaction, mean and 95 % interval over {n} seeds\n"
+                 "(red: the interval excludes 0)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def band_figure(
@@ -242,8 +290,9 @@ def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="study", required=True)
-    red = sub.add_parser("redaction", help="study 1: the per-task table")
+    red = sub.add_parser("redaction", help="study 1: the per-task table and figure")
     red.add_argument("sweeps", type=Path, nargs="+", help="one sweep (folder or json) per task")
+    red.add_argument("--out", type=Path, default=Path("docs/img/study_redaction.png"))
     band = sub.add_parser("band", help="study 2: the band figure")
     band.add_argument("bandstop", type=Path)
     band.add_argument("lowpass", type=Path)
@@ -257,14 +306,15 @@ def main() -> None:
         p.add_argument("--md", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     if args.study == "redaction":
-        table = redaction_table([load(p) for p in args.sweeps])
+        reports = [load(p) for p in args.sweeps]
+        table = redaction_table(reports)
+        redaction_figure(reports, args.out)
     elif args.study == "band":
         table = band_figure(load(args.bandstop), load(args.lowpass), load(args.baseline), args.out)
     else:
         table = shared_attention_figure(load(args.base), load(args.sa), args.out)
     print(table)
-    if args.study != "redaction":
-        print(f"\nwrote {args.out}")
+    print(f"\nwrote {args.out}")
     if args.md:
         args.md.parent.mkdir(parents=True, exist_ok=True)
         args.md.write_text(table + "\n")

@@ -111,3 +111,22 @@ def test_redaction_table_names_the_winner_per_task(tmp_path: Path, monkeypatch,
     assert "| none | 51.00 |" in table
     assert "| random_p-0.25 | 54.67 (+3.67 [" in table
     assert "the best mean is **random_p-0.25**'s, +3.67 [" in table
+
+
+def test_redaction_figure_is_written_from_the_cli(tmp_path: Path, monkeypatch, write_config,
+                                                  capsys) -> None:  # fmt: skip
+    values = {"none": [0.50, 0.51, 0.52], "random_p-0.25": [0.53, 0.55, 0.56]}
+
+    def metrics(cell: str, seed: int) -> dict[str, float]:
+        return {"seg/miou": values[cell.split("=")[1]][seed], "loss": 1.0}
+
+    fake_training(monkeypatch, metrics)
+    out = tmp_path / "red"
+    grid = ["dejavu.redaction={name: none},{name: random, p: 0.25}"]
+    run_sweep(write_config(tmp_path, "tiny.yaml"), grid, SEEDS, out_dir=out)
+    png, md = tmp_path / "img" / "red.png", tmp_path / "red.md"
+    argv = ["study_report.py", "redaction", str(out), "--out", str(png), "--md", str(md)]
+    monkeypatch.setattr("sys.argv", argv)
+    _study_report().main()
+    assert png.stat().st_size > 0 and f"wrote {png}" in capsys.readouterr().out
+    assert md.read_text().startswith("| redaction | seg/miou (Δ vs none) |")
