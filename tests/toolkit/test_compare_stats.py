@@ -364,7 +364,7 @@ def test_code_version_names_the_commit_and_whether_it_was_clean(monkeypatch) -> 
         "rev-parse": "0123456789abcdef" * 2 + "01234567",
         "status": " M src/x.py",
     }
-    monkeypatch.setattr(machine, "_git", lambda *args: answers[args[0]])
+    monkeypatch.setattr(machine, "_git", lambda *args, cwd: answers[args[0]])
     code = machine.code_version()
     assert code["commit"] == answers["rev-parse"] and code["dirty"] is True
     assert code_text({"code": code}) == (
@@ -374,6 +374,30 @@ def test_code_version_names_the_commit_and_whether_it_was_clean(monkeypatch) -> 
     assert machine.code_version()["dirty"] is False
     answers["ls-files"] = None  # a checkout that does not track dejavu: another project's
     assert machine.code_version()["commit"] is None
-    monkeypatch.setattr(machine, "_git", lambda *args: None)  # not a checkout: a wheel
+    monkeypatch.setattr(machine, "_git", lambda *args, cwd: None)  # not a checkout: a wheel
     assert machine.code_version() == {"dejavu": code["dejavu"], "commit": None, "dirty": None}
     assert code_text({"code": machine.code_version()}) == f"; code dejavu {code['dejavu']}"
+
+
+def test_code_version_ignores_changed_results_but_not_changed_code(tmp_path: Path) -> None:
+    import subprocess
+
+    import dejavu.toolkit.compare.machine as machine
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    files = ["src/pkg/machine.py", "docs/results.md", "benchmarks/results/a.json", "configs/a.yaml"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    git("init", "-q")
+    git("add", *files)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "v1")
+    source = tmp_path / "src" / "pkg"
+    assert machine.code_version(source)["dirty"] is False
+    for result in files[1:3]:  # what sweeps and comparisons write
+        (tmp_path / result).write_text("v2\n")
+    assert machine.code_version(source)["dirty"] is False
+    (tmp_path / "configs/a.yaml").write_text("v2\n")  # a config is code: it sets the run
+    assert machine.code_version(source)["dirty"] is True

@@ -30,12 +30,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git(*args: str) -> str | None:
-    """``git <args>`` run in this package's folder; None where that is not a checkout."""
+#: Tracked folders that runs write their results into (relative to the checkout's top):
+#: a change there is a result, not a change of the code that produced it.
+RESULT_PATHS = ("docs", "benchmarks/results")
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    """``git <args>`` run in ``cwd``; None where that is not a checkout."""
     try:
         done = subprocess.run(
             ["git", *args],
-            cwd=Path(__file__).resolve().parent,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=10,
@@ -46,20 +51,31 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def code_version() -> dict[str, Any]:
+def code_version(source: Path | None = None) -> dict[str, Any]:
     """The dejavu version, and the git commit of its source when it runs from a checkout.
 
     ``dirty`` says whether tracked files differ from that commit (None outside
     a checkout, e.g. an installed wheel): a result is reproducible from its
-    commit only when it is False.
+    commit only when it is False. Changes under :data:`RESULT_PATHS` (the
+    results that sweeps and comparisons write) do not count.
+
+    Args:
+        source: the folder of this module (the default; tests pass another
+            checkout's).
     """
     from dejavu import __version__
 
+    here = source or Path(__file__).resolve().parent
     # Only a checkout that tracks this very file is dejavu's source: an install into the
     # ignored .venv of some other repository would otherwise report that repository.
-    ours = _git("ls-files", "--error-unmatch", Path(__file__).name) is not None
-    commit = _git("rev-parse", "HEAD") if ours else None
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    ours = _git("ls-files", "--error-unmatch", Path(__file__).name, cwd=here) is not None
+    commit = _git("rev-parse", "HEAD", cwd=here) if ours else None
+    code_paths = [":(top)", *(f":(top,exclude){p}" for p in RESULT_PATHS)]
+    status = (
+        _git("status", "--porcelain", "--untracked-files=no", "--", *code_paths, cwd=here)
+        if commit
+        else None
+    )
     return {
         "dejavu": __version__,
         "commit": commit,
