@@ -95,8 +95,9 @@ def test_tables_are_written_with_md(sweeps: tuple[Path, Path], tmp_path: Path, m
     assert md.read_text().strip() in capsys.readouterr().out and png.is_file()
 
 
-def test_redaction_table_names_the_winner_per_task(tmp_path: Path, monkeypatch,
-                                                   write_config) -> None:  # fmt: skip
+@pytest.fixture()
+def redaction_sweep(tmp_path: Path, monkeypatch, write_config) -> Path:
+    """A segmentation sweep of study 1 over two redactions, at fixed per-seed mIoU."""
     # cell names: dejavu.redaction=none, dejavu.redaction=random_p-0.25
     values = {"none": [0.50, 0.51, 0.52], "random_p-0.25": [0.53, 0.55, 0.56]}  # +3, +4, +4
 
@@ -107,23 +108,19 @@ def test_redaction_table_names_the_winner_per_task(tmp_path: Path, monkeypatch,
     out = tmp_path / "red"
     grid = ["dejavu.redaction={name: none},{name: random, p: 0.25}"]
     run_sweep(write_config(tmp_path, "tiny.yaml"), grid, SEEDS, out_dir=out)
-    table = _study_report().redaction_table([_study_report().load(out)])
+    return out
+
+
+def test_redaction_table_names_the_winner_per_task(redaction_sweep: Path) -> None:
+    table = _study_report().redaction_table([_study_report().load(redaction_sweep)])
     assert "| none | 51.00 |" in table
     assert "| random_p-0.25 | 54.67 (+3.67 [" in table
     assert "the best mean is **random_p-0.25**'s, +3.67 [" in table
 
 
-def test_redaction_figure_is_written_from_the_cli(tmp_path: Path, monkeypatch, write_config,
-                                                  capsys) -> None:  # fmt: skip
-    values = {"none": [0.50, 0.51, 0.52], "random_p-0.25": [0.53, 0.55, 0.56]}
-
-    def metrics(cell: str, seed: int) -> dict[str, float]:
-        return {"seg/miou": values[cell.split("=")[1]][seed], "loss": 1.0}
-
-    fake_training(monkeypatch, metrics)
-    out = tmp_path / "red"
-    grid = ["dejavu.redaction={name: none},{name: random, p: 0.25}"]
-    run_sweep(write_config(tmp_path, "tiny.yaml"), grid, SEEDS, out_dir=out)
+def test_redaction_figure_is_written_from_the_cli(redaction_sweep: Path, tmp_path: Path,
+                                                  monkeypatch, capsys) -> None:  # fmt: skip
+    out = redaction_sweep
     png, md = tmp_path / "img" / "red.png", tmp_path / "red.md"
     argv = ["study_report.py", "redaction", str(out), "--out", str(png), "--md", str(md)]
     monkeypatch.setattr("sys.argv", argv)
