@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from dejavu.toolkit.compare.formatting import EFFECT_LEGEND, format_difference
-from dejavu.toolkit.compare.machine import code_text, code_version, cpu_model, machine_info
+from dejavu.toolkit.compare.machine import (
+    code_text,
+    code_version,
+    cpu_model,
+    machine_info,
+    machine_text,
+)
 from dejavu.toolkit.compare.report import (
     _final_metrics,
     _summary,
@@ -84,6 +90,7 @@ __all__ = [
     "inference_cost",
     "interval_excludes_zero",
     "machine_info",
+    "machine_text",
     "main_metric",
     "paired_difference",
     "paired_markdown",

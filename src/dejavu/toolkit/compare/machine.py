@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_text", "code_version", "cpu_model", "machine_info"]
+__all__ = ["code_text", "code_version", "cpu_model", "machine_info", "machine_text"]
 
 
 def cpu_model() -> str:
@@ -118,3 +118,17 @@ def code_text(machine: dict[str, Any]) -> str:
         if code.get("dirty"):
             text += " (with uncommitted changes)"
     return text
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    """The machine line of a report's markdown, from its ``machine`` record.
+
+    Example:
+        >>> machine_text({"processor": "AMD EPYC", "cpu_count": 2, "cuda": None,
+        ...               "torch": "2.14.1"})
+        'AMD EPYC, 2 CPUs, GPU none, torch 2.14.1'
+    """
+    return (
+        f"{machine.get('processor')}, {machine.get('cpu_count')} CPUs, "
+        f"GPU {machine.get('cuda') or 'none'}, torch {machine.get('torch')}{code_text(machine)}"
+    )

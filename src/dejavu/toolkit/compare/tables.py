@@ -28,7 +28,7 @@ from dejavu.toolkit.compare.formatting import (
     _scale_digits,
     format_difference,
 )
-from dejavu.toolkit.compare.machine import code_text
+from dejavu.toolkit.compare.machine import machine_text
 from dejavu.toolkit.compare.report import (
     _by_seed,
     _paired,
@@ -286,9 +286,7 @@ def compare_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Common overrides: {' '.join(f'`{o}`' for o in report['overrides']) or '(none)'}",
         "",
-        f"Machine: {machine.get('processor')}, {machine.get('cpu_count')} CPUs, "
-        f"GPU {machine.get('cuda') or 'none'}, torch {machine.get('torch')}"
-        f"{code_text(machine)}; date {report['date']}.",
+        f"Machine: {machine_text(machine)}; date {report['date']}.",
         "",
     ]
     return "\n".join(lines)

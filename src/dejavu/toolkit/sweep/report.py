@@ -207,9 +207,7 @@ def sweep_markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         f"Runs: {report['launcher']} launcher, {report['jobs']} at a time. Machine: "
-        f"{machine.get('processor')}, {machine.get('cpu_count')} CPUs, "
-        f"GPU {machine.get('cuda') or 'none'}, torch {machine.get('torch')}"
-        f"{compare.code_text(machine)}; date {report['date']}.",
+        f"{compare.machine_text(machine)}; date {report['date']}.",
         "",
     ]
     return "\n".join(lines)
