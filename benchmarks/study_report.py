@@ -131,9 +131,11 @@ def redaction_figure(reports: Sequence[Mapping[str, Any]], out: Path) -> None:
         scale, _ = _scale_digits(metric)
         ref_runs = per_seed(report, ref, metric)
         for y, cell in enumerate(cells):
-            d = None if cell == ref else paired(ref_runs, per_seed(report, cell, metric))
-            if d is None:
+            if cell == ref:
                 ax.plot([0.0], [y], marker="D", color="k")
+                continue
+            d = paired(ref_runs, per_seed(report, cell, metric))
+            if d is None:  # no seed finished in both cells: nothing to draw
                 continue
             low, high = (scale * v for v in d["ci"])
             effect = not low <= 0.0 <= high
