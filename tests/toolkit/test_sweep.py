@@ -18,7 +18,12 @@ from PIL import Image
 
 import dejavu.toolkit.sweep as sweep_module
 from dejavu.toolkit.cli import main
-from dejavu.toolkit.compare import effect_label, format_difference, paired_difference
+from dejavu.toolkit.compare import (
+    effect_label,
+    find_run_dirs,
+    format_difference,
+    paired_difference,
+)
 from dejavu.toolkit.errors import ConfigError
 from dejavu.toolkit.sweep import (
     axis_positions,
@@ -515,3 +520,27 @@ def test_mean_interval_is_the_t_interval_of_the_mean() -> None:
     ref = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert (lo, hi) == pytest.approx(ref)
     assert sweep_module.mean_interval([0.5]) is None
+
+
+def test_a_pruned_sweep_is_collected_again(
+    swept: tuple[dict, Path, str, str], tmp_path: Path, no_training: list
+) -> None:
+    # `dejavu prune` leaves the results: the sweep reuses every run, costs included.
+    report, out, _, _ = swept
+    copy = tmp_path / "sw"
+    shutil.copytree(out, copy)
+    for run in find_run_dirs(copy):
+        config = run / "config.yaml"  # it names the original output_dir: point it at the copy
+        config.write_text(config.read_text().replace(str(out), str(copy)))
+    assert main(["prune", str(copy)]) == 0
+    assert not list(copy.rglob("*.ckpt")) and not list(copy.rglob("*.safetensors"))
+    again = run_sweep(out.parent / "tiny.yaml", GRID, [0, 1], out_dir=copy, log=lambda _: None)
+    assert no_training == []
+    assert [r["status"] for r in again["runs"]] == ["reused"] * 4
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in report["runs"]]
+    assert again["paired"] == report["paired"]
+    for name, cell in again["cells"].items():
+        assert cell["checkpoints"] == [None, None]
+        assert (cell["params"], cell["gmacs"]) == pytest.approx(
+            (report["cells"][name]["params"], report["cells"][name]["gmacs"]), rel=1e-9
+        )

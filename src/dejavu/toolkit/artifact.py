@@ -53,6 +53,7 @@ __all__ = [
     "BASE_WEIGHTS",
     "atomic_path",
     "atomic_write",
+    "base_network",
     "base_paths",
     "load_base",
     "load_base_weights",
@@ -255,16 +256,40 @@ def load_base(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         FileNotFoundError: a missing file.
         ValueError: metadata without ``model``/``heads``, or weights that do not fit.
     """
-    from dejavu.toolkit.models import create_model
-
     weights, meta_path = base_paths(path)
     if not weights.is_file():
         raise UserPathError(f"base-network weights not found: {weights}")
     meta = read_base_metadata(weights)
+    model = base_network(meta, meta_path)
+    return load_base_weights(model, weights, str(meta["model"])).eval(), meta
+
+
+def base_network(meta: Mapping[str, Any], source: str | Path = "base.json") -> nn.Module:
+    """The base network that ``base.json`` metadata describes, freshly initialised.
+
+    What :func:`load_base` loads the weights into; on its own it serves what
+    does not depend on the weights, such as the inference cost of a run whose
+    checkpoints were pruned (:func:`~dejavu.toolkit.compare.prune_run`).
+
+    Args:
+        meta: the metadata (``model``, ``heads``, optional ``model_kwargs`` and
+            ``regeneration_removed``).
+        source: where the metadata came from, for the error message.
+
+    Raises:
+        ValueError: metadata without ``model`` or ``heads``.
+
+    Example:
+        >>> net = base_network({"model": "fpn_test_efficientnet", "heads": {"depth": 1}})
+        >>> type(net).__name__
+        'TimmFPN'
+    """
+    from dejavu.toolkit.models import create_model
+
     for key in ("model", "heads"):
         if key not in meta:
-            raise ConfigError(f"{meta_path} has no {key!r} entry")
+            raise ConfigError(f"{source} has no {key!r} entry")
     model = create_model(meta["model"], heads=meta["heads"], **meta.get("model_kwargs", {}))
     if meta.get("regeneration_removed"):
         model = strip_training_only(model)
-    return load_base_weights(model, weights, str(meta["model"])).eval(), meta
+    return model

@@ -370,6 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser(
+        "prune",
+        help="delete finished runs' checkpoints, keeping their results",
+        description=(
+            "Delete last.ckpt, best.ckpt and base.safetensors of every finished run under "
+            "the paths (a run directory, or a compare or sweep --out), keeping config.yaml, "
+            "metrics.json, base.json and the logs, plus result.json (its training time): "
+            "compare and sweep still reuse a pruned run. Unfinished runs are left whole "
+            "(they resume from last.ckpt). A pruned run can no longer be evaluated or "
+            "exported: --keep-base keeps its network."
+        ),
+    )
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="run or output folders")
+    p.add_argument("--keep-base", action="store_true", help="keep base.safetensors")
+    p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    p.set_defaults(handler=_cmd_prune)
+
+    p = sub.add_parser(
         "demo",
         help="baseline vs DejaVu on the embedded scenes (a few minutes on a CPU)",
         description=(
@@ -693,6 +710,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     print(f"verified: max abs diff {result.max_abs_diff:.3e} <= {result.atol:.1e}")
+    return EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from dejavu.toolkit.compare import find_run_dirs, prune_run
+    from dejavu.toolkit.compare.runs import prunable
+
+    freed, pruned, left = 0, 0, []
+    for path in args.paths:
+        if not path.is_dir():
+            raise UserPathError(f"not a folder: {path} (give a run directory or an --out folder)")
+        runs = find_run_dirs(path)
+        if not runs:
+            raise UserPathError(f"no run directories of dejavu fit under {path}")
+        for run_dir in runs:
+            files, why_not = prunable(run_dir, keep_base=args.keep_base)
+            if why_not:
+                left.append(f"{run_dir}: {why_not}")
+                continue
+            freed += sum(f.stat().st_size for f in files)
+            if not args.dry_run:
+                prune_run(run_dir, keep_base=args.keep_base)
+            pruned += bool(files)
+    verb = "would prune" if args.dry_run else "pruned"
+    print(f"{verb} {pruned} run(s), {freed / 2**20:.1f} MiB")
+    for line in left:
+        print(f"left whole: {line}")
     return EXIT_OK
 
 

@@ -488,6 +488,7 @@ def _run(
             fit = run_fit(cfg, enable_progress_bar=False)
             result.metrics[task][variant] = dict(fit.metrics)
             result.train_time_s[task][variant] = fit.train_time_s
+            assert fit.last_checkpoint is not None  # only a pruned run's is None
             checkpoints[variant] = fit.last_checkpoint
             _say(console, f"  {task:<12} {variant:<8} done in {fit.train_time_s:.1f} s")
         panel = demo_panel(

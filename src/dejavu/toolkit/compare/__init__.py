@@ -52,7 +52,15 @@ from dejavu.toolkit.compare.report import (
     paired_section,
     reference_variant,
 )
-from dejavu.toolkit.compare.runs import existing_run, fit_or_reuse, inference_cost, run_overrides
+from dejavu.toolkit.compare.runs import (
+    RUN_RECORD,
+    existing_run,
+    find_run_dirs,
+    fit_or_reuse,
+    inference_cost,
+    prune_run,
+    run_overrides,
+)
 from dejavu.toolkit.compare.stats import (
     effect_label,
     interval_excludes_zero,
@@ -76,6 +84,7 @@ from dejavu.toolkit.compare.variants import (
 
 __all__ = [
     "EFFECT_LEGEND",
+    "RUN_RECORD",
     "class_names",
     "code_text",
     "code_version",
@@ -85,6 +94,7 @@ __all__ = [
     "default_variants",
     "effect_label",
     "existing_run",
+    "find_run_dirs",
     "fit_or_reuse",
     "format_difference",
     "inference_cost",
@@ -99,6 +109,7 @@ __all__ = [
     "parse_variants",
     "per_class_markdown",
     "per_seed_markdown",
+    "prune_run",
     "reference_variant",
     "resolve_seeds",
     "run_compare",
@@ -184,7 +195,7 @@ def run_compare(
         per_seed_metrics: list[dict[str, float]] = []
         histories: list[list[dict[str, Any]]] = []
         times: list[float] = []
-        checkpoints: list[str] = []
+        checkpoints: list[str | None] = []
         cost: dict[str, Any] | None = None
         uses_sa = False
         for seed in seeds:
@@ -201,7 +212,9 @@ def run_compare(
             per_seed_metrics.append(metrics)
             histories.append([dict(h) for h in result.history])
             times.append(float(result.train_time_s))
-            checkpoints.append(str(result.last_checkpoint))
+            # None: a pruned run (prune_run), whose checkpoints are gone.
+            last = result.last_checkpoint
+            checkpoints.append(None if last is None else str(last))
             if cost is None:
                 cost = inference_cost(cfg, result.last_checkpoint)
                 uses_sa = cost["shared_attention"]

@@ -181,6 +181,8 @@ def class_names(report: Mapping[str, Any], variant: str | None = None) -> list[s
         return [str(n) for n in names]
     for v in [variant] if variant is not None else list(report["variants"]):
         for ckpt in report[v].get("checkpoints", []):
+            if ckpt is None:  # a pruned run's (compare.prune_run)
+                continue
             meta = Path(ckpt).parent / "base.json"
             if meta.is_file():
                 found = json.loads(meta.read_text()).get("class_names")
@@ -214,7 +216,7 @@ def _variant_entry(
     per_seed: list[dict[str, float]],
     histories: list[list[dict[str, Any]]],
     times: list[float],
-    checkpoints: list[str],
+    checkpoints: list[str | None],
     cost: Mapping[str, Any],
     overrides: list[str],
     uses_sa: bool,

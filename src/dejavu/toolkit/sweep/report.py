@@ -69,7 +69,7 @@ def _report(
             "gmacs": cost["gmacs"],
             "shared_attention": cost["shared_attention"],
             "train_time_s": [float(results[r].train_time_s) for r in mine],
-            "checkpoints": [str(results[r].last_checkpoint) for r in mine],
+            "checkpoints": [_path_or_none(results[r].last_checkpoint) for r in mine],
         }
     report: dict[str, Any] = {
         "config_path": str(plan.config),
@@ -91,6 +91,11 @@ def _report(
         report["main_metric"] = compare.main_metric({**view, "main_metric": None})
     report["paired"] = compare.paired_section(view, plan.reference)
     return report
+
+
+def _path_or_none(path: Path | None) -> str | None:
+    # None: a pruned run's checkpoint (compare.prune_run), which is gone.
+    return None if path is None else str(path)
 
 
 def _view(report: Mapping[str, Any]) -> dict[str, Any]:

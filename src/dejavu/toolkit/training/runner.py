@@ -120,7 +120,8 @@ class FitResult:
 
     Attributes:
         run_dir: ``output_dir / name``.
-        last_checkpoint: ``run_dir / "last.ckpt"``.
+        last_checkpoint: ``run_dir / "last.ckpt"``; None for a finished run whose
+            checkpoints were pruned (:func:`~dejavu.toolkit.compare.prune_run`).
         best_checkpoint: ``run_dir / "best.ckpt"`` (None without validation).
         metrics: the final validation metrics (``seg/miou``, ``loss``, ...).
         history: one entry per validation: ``epoch``, ``step`` and every metric.
@@ -129,7 +130,7 @@ class FitResult:
     """
 
     run_dir: Path
-    last_checkpoint: Path
+    last_checkpoint: Path | None
     best_checkpoint: Path | None
     metrics: dict[str, float]
     history: list[dict[str, float]]
