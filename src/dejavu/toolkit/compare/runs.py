@@ -4,9 +4,10 @@ Run ``s`` of variant ``v`` lives in ``<out>/runs/<v>/seed<s>``
 (:func:`run_overrides`). A directory that holds the same resolved config is
 reused when its training finished and resumed when not
 (:func:`existing_run`, :func:`fit_or_reuse`). A finished run keeps its result
-when its checkpoints are deleted to save disk (:func:`prune_run`: about 64 MB
-per run of the studies' network, 3 KB left), so a sweep of hundreds of runs
-can be archived, moved to another machine and collected again.
+when its checkpoints are deleted to save disk (:func:`prune_run`: the 64 MB
+of a run of the studies' network go; the few KB that collect its result and
+the logs stay), so a sweep of hundreds of runs can be archived, moved to
+another machine and collected again.
 
 Example:
     >>> run_overrides([], ["dejavu.enabled=true"], 0, "out", "dejavu")[-2:]
@@ -72,10 +73,12 @@ def existing_run(cfg: Any) -> tuple[str, Any]:
     but no ``last.ckpt`` yet: a launch killed before its first save, which
     starts again from step 0), ``"unfinished"`` (a ``last.ckpt`` short of the
     configured last epoch or step: to resume) or ``"finished"`` (its last
-    validation reached the end). ``result`` is a
-    :class:`~dejavu.toolkit.training.FitResult` for a finished run (its
-    ``train_time_s`` is the wall time from the config snapshot, written at the
-    start of the last launch, to the last save), None otherwise.
+    validation reached the end; also a pruned run, :func:`prune_run`).
+    ``result`` is a :class:`~dejavu.toolkit.training.FitResult` for a finished
+    run (its ``train_time_s`` is the wall time from the config snapshot,
+    written at the start of the last launch, to the last save, or what
+    :data:`RUN_RECORD` kept of it; ``last_checkpoint`` is None once pruned),
+    None otherwise.
 
     Raises:
         RunExistsError: the directory holds a run of another config.
