@@ -303,11 +303,17 @@ def inference_cost(cfg: Any, checkpoint: str | Path | None) -> dict[str, Any]:
     from dejavu.toolkit.training import load_eval_model
 
     if checkpoint is None:
-        from dejavu.toolkit.artifact import BASE_JSON, base_network
+        from dejavu.toolkit.artifact import (
+            BASE_JSON,
+            BASE_WEIGHTS,
+            base_network,
+            read_base_metadata,
+        )
 
-        path = Path(cfg.output_dir) / cfg.name / BASE_JSON
-        meta = json.loads(path.read_text())
-        model = base_network(meta, path).eval()
+        run_dir = Path(cfg.output_dir) / cfg.name
+        # Only the JSON is read: the weights beside it may be pruned too.
+        meta = read_base_metadata(run_dir / BASE_WEIGHTS)
+        model = base_network(meta, run_dir / BASE_JSON).eval()
     else:
         model, meta = load_eval_model(checkpoint)
     cost = complexity.model_complexity(model, (1, 3, *_input_size(config_to_dict(cfg), meta)))
