@@ -17,12 +17,15 @@ the checkpoints go, 64 MB a run) and keeps what a sweep reuses (``config.yaml``,
 ``benchmarks/results/study_runs/``, which is committed; ``--restore`` puts those
 records back under ``runs/studies/`` so that the sweeps reuse them instead of
 training them again. A run killed mid-way is not archived: it trains again.
+``--skip-collected`` does not run a sweep again whose results are already in
+``benchmarks/results/study_<out>.json`` (it puts that file in its ``--out``
+folder as ``sweep.json``, where the study's report step reads it).
 
 Usage::
 
     python benchmarks/run_studies.py --jobs 2 --collect             # all five studies
     python benchmarks/run_studies.py --only redaction crm --dry-run  # check, train nothing
-    python benchmarks/run_studies.py --restore --archive --jobs 2 --collect  # across sessions
+    python benchmarks/run_studies.py --restore --archive --skip-collected --jobs 2 --collect
     python benchmarks/run_studies.py --archive-only                  # before a session ends
 """
 
@@ -60,6 +63,23 @@ def commands(study: str, jobs: int, dry_run: bool) -> list[list[str]]:
         elif argv[0] == "python" and not dry_run:
             out.append([sys.executable, *argv[1:]])
     return out
+
+
+def collected(argv: list[str]) -> Path:
+    """Where :func:`collect` puts the JSON of the sweep ``argv`` runs."""
+    name = Path(argv[argv.index("--out") + 1]).name
+    return ROOT / "benchmarks" / "results" / f"study_{name}.json"
+
+
+def reuse_collected(argv: list[str]) -> bool:
+    """Put the sweep's collected JSON in its ``--out`` folder; False when there is none."""
+    found = collected(argv)
+    if not found.is_file():
+        return False
+    out = ROOT / argv[argv.index("--out") + 1]
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(found, out / "sweep.json")
+    return True
 
 
 def collect(argv: list[str]) -> None:
@@ -125,6 +145,11 @@ def main() -> None:
     parser.add_argument(
         "--archive-only", action="store_true", help="archive every finished run now, train nothing"
     )
+    parser.add_argument(
+        "--skip-collected",
+        action="store_true",
+        help="do not run a sweep again whose study_<out>.json is in benchmarks/results",
+    )
     args = parser.parse_args()
     if args.archive_only:
         print(f"archived {archive()} finished run(s) into {ARCHIVE}")
@@ -133,6 +158,9 @@ def main() -> None:
         print(f"restored {restore()} run(s) from {ARCHIVE}")
     for study in args.only or STUDIES:
         for cmd in commands(study, args.jobs, args.dry_run):
+            if args.skip_collected and "sweep" in cmd and reuse_collected(cmd):
+                print(f"# collected before, not run again: {collected(cmd)}", flush=True)
+                continue
             print("$", shlex.join(cmd), flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True)
             if args.collect and not args.dry_run and "sweep" in cmd:

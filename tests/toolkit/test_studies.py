@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from dejavu.toolkit.cli import main
 from dejavu.toolkit.config import load_config
@@ -97,3 +98,18 @@ def test_multitask_study_trains_on_the_real_nyud_frames(tmp_path: Path) -> None:
     assert max(int(r["step"]) for r in rows) >= 19 and regen and all(v > 0 for v in regen)
     for key in ("seg/miou", "depth/abs_err", "normals/mean"):
         assert key in fit.metrics or f"val/{key}" in fit.metrics, sorted(fit.metrics)
+
+
+def test_run_studies_skips_a_collected_sweep(tmp_path: Path, monkeypatch) -> None:
+    # --skip-collected: a sweep whose results are committed is not trained again, and its
+    # report step finds the committed JSON in the sweep's --out folder.
+    studies = load_benchmark("run_studies")
+    monkeypatch.setattr(studies, "ROOT", tmp_path)
+    argv = ["python", "-m", "dejavu.toolkit.cli", "sweep", "c.yaml", "--out", "runs/studies/x"]
+    assert studies.collected(argv) == tmp_path / "benchmarks" / "results" / "study_x.json"
+    assert studies.reuse_collected(argv) is False
+    assert not (tmp_path / "runs").exists()
+    studies.collected(argv).parent.mkdir(parents=True)
+    studies.collected(argv).write_text('{"cells": {}}')
+    assert studies.reuse_collected(argv) is True
+    assert (tmp_path / "runs" / "studies" / "x" / "sweep.json").read_text() == '{"cells": {}}'
