@@ -117,6 +117,8 @@ def test_prune_refuses_an_unfinished_run(compared: tuple[dict, Path, Path], tmp_
     assert (run / "last.ckpt").is_file() and not (run / RUN_RECORD).exists()
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         prune_run(tmp_path)
+    (run / "metrics.json").unlink()  # killed before its first validation
+    assert "not finished" in prunable(run)[1]
 
 
 def test_cli_prune_dry_run_then_prune(

@@ -188,7 +188,9 @@ def prunable(run_dir: str | Path, *, keep_base: bool = False) -> tuple[list[Path
         return files, None
     if not (run_dir / "last.ckpt").is_file():
         return [], "no last.ckpt: a run that never saved, so no result to keep"
-    _, history = read_metrics(run_dir / "metrics.json")
+    metrics = run_dir / "metrics.json"
+    # A launch killed between its first save and its first validation has no history.
+    _, history = read_metrics(metrics) if metrics.is_file() else ({}, [])
     trainer = config_from_dict(dict(load_yaml(run_dir / "config.yaml"))).trainer
     if not _reached_end(history, trainer):
         return [], "not finished (short of the schedule's end): it resumes from last.ckpt"
