@@ -121,6 +121,20 @@ def test_prune_refuses_an_unfinished_run(compared: tuple[dict, Path, Path], tmp_
     assert "not finished" in prunable(run)[1]
 
 
+def test_a_run_killed_before_its_first_validation_is_resumed(
+    compared: tuple[dict, Path, Path], tmp_path: Path
+) -> None:
+    # last.ckpt is written before metrics.json: a kill in between leaves a run that a
+    # comparison or sweep resumes, rather than fails to read.
+    _, _, out = compared
+    copy = tmp_path / "cmp"
+    shutil.copytree(out, copy)
+    run = copy / "runs" / "dejavu" / "seed0"
+    _retarget(run, out, copy)
+    (run / "metrics.json").unlink()
+    assert compare_module.existing_run(load_config(run / "config.yaml")) == ("unfinished", None)
+
+
 def test_cli_prune_dry_run_then_prune(
     compared: tuple[dict, Path, Path], tmp_path: Path, capsys
 ) -> None:

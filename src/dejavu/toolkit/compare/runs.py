@@ -72,7 +72,7 @@ def existing_run(cfg: Any) -> tuple[str, Any]:
     ``state`` is ``"new"`` (no directory, or an empty one), ``"started"`` (files
     but no ``last.ckpt`` yet: a launch killed before its first save, which
     starts again from step 0), ``"unfinished"`` (a ``last.ckpt`` short of the
-    configured last epoch or step: to resume) or ``"finished"`` (its last
+    configured last epoch or step, or not yet validated: to resume) or ``"finished"`` (its last
     validation reached the end; also a pruned run, :func:`prune_run`).
     ``result`` is a :class:`~dejavu.toolkit.training.FitResult` for a finished
     run (its ``train_time_s`` is the wall time from the config snapshot,
@@ -97,6 +97,9 @@ def existing_run(cfg: Any) -> tuple[str, Any]:
         raise RunExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"
         )
+    if not pruned and not (run_dir / "metrics.json").is_file():
+        # Killed between its first save and its first validation: resume it.
+        return "unfinished", None
     final, history = read_metrics(run_dir / "metrics.json")
     if not _reached_end(history, cfg.trainer):
         if pruned:  # prune_run refuses these; a record written by hand or for another schedule
