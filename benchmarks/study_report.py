@@ -1,7 +1,7 @@
 """The tables and figures of issue #13's studies that span more than one sweep.
 
 Most studies are one ``dejavu sweep`` each, whose ``sweep.md`` and plots say
-everything. Two combine sweeps that share their seeds:
+everything. Four combine sweeps that share their seeds:
 
 - ``redaction``: study 1 runs one sweep per task (segmentation, depth,
   normals). This prints the table in the seed's layout, a row per redaction and
@@ -14,6 +14,12 @@ everything. Two combine sweeps that share their seeds:
   the band (and against the cut-off) with 95 % intervals, the baseline as a
   line with its interval, and prints each cell's paired difference to the
   baseline.
+- ``crm``: study 3 runs the CRM modes without and with DejaVu-CL, the same
+  network without DejaVu, and DejaVu-TS as three sweeps. This prints each
+  cell's mean, its paired difference to no DejaVu and (for a ``+ CL`` cell)
+  to the same CRM without CL, with the training-step time that
+  ``benchmarks/step_time.py`` measured; and DejaVu-TS against its weight-0
+  cell. The figure draws accuracy against training-step time.
 - ``shared_attention``: study 4 runs the plain HRNet widths (baseline) and the
   same widths with the SA block (DejaVu) as two sweeps. This draws both curves
   of accuracy against inference GMACs, with 95 % intervals, and prints each
@@ -31,6 +37,9 @@ Usage::
         --out docs/img/study_band_sweep.png
     python benchmarks/study_report.py shared_attention runs/studies/shared_attention_{base,sa} \\
         --out docs/img/study_shared_attention.png
+    python benchmarks/study_report.py crm runs/studies/crm{,_baseline,_ts} \\
+        --step-time benchmarks/results/study_crm_step_time.json \\
+        --ts-step-time benchmarks/results/study_crm_ts_step_time.json --out docs/img/study_crm.png
 """
 
 from __future__ import annotations
@@ -219,6 +228,138 @@ def band_figure(
     return "\n".join(rows)
 
 
+def crm_label(values: Mapping[str, Any]) -> str:
+    """A study-3 cell's name as the seed writes it: ``CRM-R (4 groups) + CL``."""
+    crm = values.get("dejavu.crm")
+    if not isinstance(crm, Mapping):
+        raise ValueError(f"a CRM study cell needs a dejavu.crm axis; grid axes: {sorted(values)}")
+    kind = crm.get("kind", "forward")
+    if kind == "recursive":
+        groups = crm.get("num_groups")
+        name = f"CRM-R ({groups} group{'s' if groups != 1 else ''})"
+    elif kind == "zero":
+        name = f"CRM-0 ({crm.get('tile')} x {crm.get('tile')} tiles)"
+    else:
+        name = {"forward": "CRM-F"}.get(kind, f"CRM {kind}")
+    return name + (" + CL" if float(values.get("dejavu.cyclic_weight", 0.0)) > 0 else "")
+
+
+def _step_ratios(step_time: Mapping[str, Any] | None) -> dict[str, float]:
+    """cell name -> step-time ratio to the reference of a ``step_time.py`` report."""
+    if step_time is None:
+        return {}
+    return {name: float(cell["ratio"]) for name, cell in step_time["cells"].items()}
+
+
+def crm_report(
+    crm: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    ts: Mapping[str, Any],
+    out: Path,
+    *,
+    step_time: Mapping[str, Any] | None = None,
+    ts_step_time: Mapping[str, Any] | None = None,
+) -> str:
+    """Study 3's figure (written to ``out``) and tables (returned, markdown).
+
+    ``crm`` holds the CRM modes without and with DejaVu-CL, ``baseline`` the same
+    network without DejaVu, ``ts`` DejaVu-TS over ``dejavu.text.weight`` (its first
+    cell the weight-0 reference). ``step_time`` and ``ts_step_time`` are
+    ``benchmarks/step_time.py`` reports of the same cells (the first with the
+    baseline as its reference); without them the step-time column is ``-`` and
+    the figure has no training-cost axis (cells are spread evenly instead).
+    Each CRM cell is paired by seed with the baseline, and each ``+ CL`` cell
+    also with the same CRM without CL.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = crm["main_metric"]
+    scale, _ = _scale_digits(metric)
+    (base_cell,) = baseline["cells"]
+    base = per_seed(baseline, base_cell, metric)
+    ratios = _step_ratios(step_time)
+    base_ratio = next((r for n, r in ratios.items() if "dejavu.enabled=false" in n), None)
+    rows = [
+        f"| cell | {_label(metric)} | Δ vs no DejaVu | Δ from CL | step time (x no DejaVu) |",
+        "| --- | ---: | --- | --- | ---: |",
+        f"| no DejaVu | {mean_text(metric, list(base.values()))} | | | "
+        f"{f'{base_ratio:.2f}' if base_ratio is not None else '-'} |",
+    ]
+    without_cl: dict[str, dict[int, float]] = {}
+    points = []
+    for cell, entry in crm["cells"].items():
+        label = crm_label(entry["values"])
+        mine = per_seed(crm, cell, metric)
+        d = paired(base, mine)
+        cl = "-"
+        if label.endswith(" + CL"):
+            plain = without_cl.get(label.removesuffix(" + CL"))
+            if plain is not None and (dc := paired(plain, mine)):
+                cl = format_difference(dc, metric)
+        else:
+            without_cl[label] = mine
+        ratio = ratios.get(cell)
+        rows.append(f"| {label} | {mean_text(metric, list(mine.values()))} | "
+                    f"{format_difference(d, metric) if d else '-'} | {cl} | "
+                    f"{f'{ratio:.2f}' if ratio is not None else '-'} |")  # fmt: skip
+        points.append((label, ratio, list(mine.values())))
+    ts_ratios = _step_ratios(ts_step_time)
+    (axis,) = ts["grid"]
+    ts_cells = list(ts["cells"])
+    ts_ref = per_seed(ts, ts_cells[0], metric)
+    first = ts["cells"][ts_cells[0]]["values"][axis]
+    ts_rows = [
+        f"| DejaVu-TS ({axis}) | {_label(metric)} | Δ vs {first} | Δ vs no DejaVu "
+        f"| step time (x {first}) |",
+        "| --- | ---: | --- | --- | ---: |",
+    ]
+    for cell in ts_cells:
+        mine = per_seed(ts, cell, metric)
+        d = paired(ts_ref, mine) if cell != ts_cells[0] else None
+        db = paired(base, mine)
+        ratio = ts_ratios.get(cell)
+        ts_rows.append(f"| {ts['cells'][cell]['values'][axis]} | "
+                       f"{mean_text(metric, list(mine.values()))} | "
+                       f"{format_difference(d, metric) if d else ''} | "
+                       f"{format_difference(db, metric) if db else '-'} | "
+                       f"{f'{ratio:.2f}' if ratio is not None else '-'} |")  # fmt: skip
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    base_values = list(base.values())
+    base_mean = sum(base_values) / len(base_values)
+    ax.axhline(scale * base_mean, color="k", lw=1, label="no DejaVu")
+    if (base_ci := mean_interval(base_values)) is not None:
+        ax.axhspan(scale * base_ci[0], scale * base_ci[1], color="k", alpha=0.1)
+    for i, (label, ratio, values) in enumerate(points):
+        m = sum(values) / len(values)
+        ci = mean_interval(values)
+        err = [[scale * (m - ci[0])], [scale * (ci[1] - m)]] if ci else None
+        x = ratio if ratios else float(i)
+        ax.errorbar([x], [scale * m], yerr=err, capsize=4,
+                    marker="s" if label.endswith(" + CL") else "o",
+                    color=f"C{i // 2 % 10}")  # fmt: skip
+        ax.annotate(label, (x, scale * m), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    better = "higher" if crm["metric_direction"] == "max" else "lower"
+    ax.set_ylabel(f"{_label(metric)} ({better} is better)")
+    ax.set_xlabel("training-step time (x no DejaVu)" if ratios else "cell")
+    if not ratios:
+        ax.set_xticks([])
+    n = len(crm["seeds"])
+    ax.set_title(f"{metric}: mean and 95 % interval over {n} seeds "
+                 "(shaded: no DejaVu's; squares: + CL)", fontsize=9)  # fmt: skip
+    ax.margins(x=0.2)  # room for the labels of the right-most cells
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return "\n".join([*rows, "", *ts_rows])
+
+
 def cell_model(report: Mapping[str, Any], cell: str) -> str:
     """The ``model.name`` of a cell: study 4's sweeps have it as a grid axis."""
     values = report["cells"][cell]["values"]
@@ -304,7 +445,16 @@ def main() -> None:
     sa.add_argument("base", type=Path, help="the plain networks' sweep (folder or json)")
     sa.add_argument("sa", type=Path, help="the SA networks' sweep (folder or json)")
     sa.add_argument("--out", type=Path, default=Path("docs/img/study_shared_attention.png"))
-    for p in (red, band, sa):
+    crm = sub.add_parser("crm", help="study 3: CRM modes, CL and TS against no DejaVu")
+    crm.add_argument("crm", type=Path, help="the CRM modes' sweep, without and with CL")
+    crm.add_argument("baseline", type=Path, help="the same network without DejaVu")
+    crm.add_argument("ts", type=Path, help="the DejaVu-TS sweep over dejavu.text.weight")
+    crm.add_argument("--step-time", type=Path, help="benchmarks/step_time.py JSON of the CRM cells")
+    crm.add_argument(
+        "--ts-step-time", type=Path, help="benchmarks/step_time.py JSON of the TS cells"
+    )
+    crm.add_argument("--out", type=Path, default=Path("docs/img/study_crm.png"))
+    for p in (red, band, sa, crm):
         p.add_argument("--md", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args()
     if args.study == "redaction":
@@ -313,6 +463,15 @@ def main() -> None:
         redaction_figure(reports, args.out)
     elif args.study == "band":
         table = band_figure(load(args.bandstop), load(args.lowpass), load(args.baseline), args.out)
+    elif args.study == "crm":
+        table = crm_report(
+            load(args.crm),
+            load(args.baseline),
+            load(args.ts),
+            args.out,
+            step_time=load(args.step_time) if args.step_time else None,
+            ts_step_time=load(args.ts_step_time) if args.ts_step_time else None,
+        )
     else:
         table = shared_attention_figure(load(args.base), load(args.sa), args.out)
     print(table)

@@ -127,3 +127,93 @@ def test_redaction_figure_is_written_from_the_cli(redaction_sweep: Path, tmp_pat
     _study_report().main()
     assert png.stat().st_size > 0 and f"wrote {png}" in capsys.readouterr().out
     assert md.read_text().startswith("| redaction | seg/miou (Δ vs none) |")
+
+
+#: Study 3's fake mIoU per cell and seed (the CRM cells keyed by CRM and cyclic weight).
+CRM_MIOU = {
+    ("forward", "0.0"): [0.52, 0.53, 0.57],  # +2, +1, +3 on no DejaVu
+    ("forward", "1.0"): [0.55, 0.57, 0.59],  # +3, +4, +2 on CRM-F without CL
+    ("recursive_num_groups-4", "0.0"): [0.50, 0.52, 0.54],  # no DejaVu's, seed by seed
+    ("recursive_num_groups-4", "1.0"): [0.49, 0.52, 0.53],
+}
+NO_DEJAVU = [0.50, 0.52, 0.54]
+TS_MIOU = {"0.0": [0.52, 0.53, 0.57], "0.1": [0.53, 0.55, 0.58]}  # +1, +2, +1 on weight 0
+
+
+@pytest.fixture()
+def crm_sweeps(tmp_path: Path, monkeypatch, write_config) -> dict[str, Path]:
+    def metrics(cell: str, seed: int) -> dict[str, float]:
+        values = dict(part.split("=", 1) for part in cell.split("+"))
+        if "dejavu.crm" in values:
+            miou = CRM_MIOU[(values["dejavu.crm"], values["dejavu.cyclic_weight"])]
+        elif "dejavu.text.weight" in values:
+            miou = TS_MIOU[values["dejavu.text.weight"]]
+        else:
+            miou = NO_DEJAVU
+        return {"seg/miou": miou[seed], "loss": 1.0}
+
+    fake_training(monkeypatch, metrics)
+    config = write_config(tmp_path, "tiny.yaml")
+    grids = {
+        "crm": [
+            "dejavu.crm={kind: forward},{kind: recursive, num_groups: 4}",
+            "dejavu.cyclic_weight=0.0,1.0",
+        ],
+        "crm_baseline": ["dejavu.enabled=false"],
+        "crm_ts": ["dejavu.text.weight=0.0,0.1"],
+    }
+    for name, grid in grids.items():
+        run_sweep(config, grid, SEEDS, out_dir=tmp_path / name)
+    return {name: tmp_path / name for name in grids}
+
+
+def test_crm_report_pairs_each_mode_with_no_dejavu_and_cl_with_its_mode(
+    crm_sweeps: dict[str, Path], tmp_path: Path
+) -> None:
+    module = _study_report()
+    crm, base, ts = (module.load(crm_sweeps[k]) for k in ("crm", "crm_baseline", "crm_ts"))
+    cells = list(crm["cells"])
+    step_time = {  # a benchmarks/step_time.py report of the same cells, baseline first
+        "reference": "baseline (dejavu.enabled=false)",
+        "cells": {"baseline (dejavu.enabled=false)": {"ratio": 1.0}}
+        | {cell: {"ratio": 1.25 + i} for i, cell in enumerate(cells)},
+    }
+    out = tmp_path / "img" / "crm.png"
+    table = module.crm_report(crm, base, ts, out, step_time=step_time)
+    assert out.stat().st_size > 0
+    assert _row(table, "no DejaVu") == ["no DejaVu", "52.00", "", "", "1.00"]
+    # CRM-F - no DejaVu = +2, +1, +3 points: mean 2, sd 1, t(0.975, 2) = 4.303
+    half = 4.302652729911275 / 3**0.5
+    _, mean, vs_base, cl, ratio = _row(table, "CRM-F")
+    assert (mean, cl, ratio) == ("54.00", "-", "1.25")
+    assert vs_base == f"+2.00 [{2 - half:+.2f}, {2 + half:+.2f}] (n=3)"
+    # + CL is paired with CRM-F (+3, +4, +2: the interval excludes 0), not with no DejaVu
+    assert _row(table, "CRM-F + CL")[3] == f"+3.00 [{3 - half:+.2f}, {3 + half:+.2f}] (n=3) *"
+    assert _row(table, "CRM-R (4 groups)")[2] == "+0.00 [+0.00, +0.00] (n=3)"
+    assert _row(table, "CRM-R (4 groups) + CL")[3].startswith("-0.67 [")
+    # DejaVu-TS against its weight-0 cell (+1, +2, +1) and against no DejaVu
+    ts_row = _row(table, "0.1")
+    assert ts_row[1] == "55.33" and ts_row[2].startswith("+1.33 [")
+    assert _row(table, "0.0")[2] == "" and _row(table, "0.0")[4] == "-"  # no TS step times
+
+
+def test_crm_report_from_the_cli(crm_sweeps: dict[str, Path], tmp_path: Path, monkeypatch,
+                                 capsys) -> None:  # fmt: skip
+    png, md = tmp_path / "crm.png", tmp_path / "crm.md"
+    sweeps = [str(crm_sweeps[k]) for k in ("crm", "crm_baseline", "crm_ts")]
+    argv = ["study_report.py", "crm", *sweeps, "--out", str(png), "--md", str(md)]
+    monkeypatch.setattr("sys.argv", argv)
+    _study_report().main()
+    assert png.stat().st_size > 0
+    assert md.read_text().startswith("| cell | seg/miou (%) | Δ vs no DejaVu |")
+    assert "| CRM-F | 54.00 |" in capsys.readouterr().out
+
+
+def test_crm_label_names_the_seed_s_modes() -> None:
+    label = _study_report().crm_label
+    assert label({"dejavu.crm": {"kind": "recursive", "num_groups": 1}}) == "CRM-R (1 group)"
+    assert label({"dejavu.crm": {"kind": "zero", "tile": 4}, "dejavu.cyclic_weight": 1.0}) == (
+        "CRM-0 (4 x 4 tiles) + CL"
+    )
+    with pytest.raises(ValueError, match=r"needs a dejavu\.crm axis"):
+        label({"model.name": "hrnet18"})
