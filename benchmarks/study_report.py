@@ -88,6 +88,16 @@ def mean_text(metric: str, values: Sequence[float]) -> str:
     return f"{scale * mean:.{d}f}"
 
 
+def _save(fig: Any, out: Path) -> None:
+    """Write a figure to ``out`` (its folder made as needed) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def redaction_table(reports: Sequence[Mapping[str, Any]]) -> str:
     """Study 1's table: a row per redaction, a column per task (its sweep's main metric)."""
     cells = list(reports[0]["cells"])
@@ -160,10 +170,7 @@ def redaction_figure(reports: Sequence[Mapping[str, Any]], out: Path) -> None:
     n = len(reports[0]["seeds"])
     fig.suptitle(f"paired difference to no redaction, mean and 95 % interval over {n} seeds\n"
                  "(red: the interval excludes 0)", fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def band_figure(
@@ -221,10 +228,7 @@ def band_figure(
     axes[0].legend(fontsize=8)
     n = len(bandstop["seeds"])
     fig.suptitle(f"{metric}: mean and 95 % interval over {n} seeds (shaded: the baseline's)")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
     return "\n".join(rows)
 
 
@@ -353,10 +357,7 @@ def crm_report(
     ax.margins(x=0.2)  # room for the labels of the right-most cells
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
     return "\n".join([*rows, "", *ts_rows])
 
 
@@ -423,10 +424,7 @@ def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out:
     ax.set_title(f"{metric}: mean and 95 % interval over {len(base['seeds'])} seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
     return "\n".join(rows)
 
 
