@@ -71,12 +71,7 @@ def step_function(cfg: Any, data: tuple[Any, dict[str, Any]]) -> tuple[Callable[
     module = DejaVuModule.from_config(
         cfg,
         total_steps=max(cfg.trainer.max_steps, 1),
-        num_classes=dm.num_classes,
-        class_names=dm.class_names,
-        mean=dm.mean,
-        std=dm.std,
-        input_size=dm.input_size,
-        categories=dm.categories_for(cfg.task.name),
+        **dm.module_metadata(cfg.task.name),
     ).train()
     optimizer = module.configure_optimizers()["optimizer"]
     counter = [int(cfg.dejavu.regen_warmup_steps)]

@@ -72,8 +72,9 @@ def existing_run(cfg: Any) -> tuple[str, Any]:
     ``state`` is ``"new"`` (no directory, or an empty one), ``"started"`` (files
     but no ``last.ckpt`` yet: a launch killed before its first save, which
     starts again from step 0), ``"unfinished"`` (a ``last.ckpt`` short of the
-    configured last epoch or step, or not yet validated: to resume) or ``"finished"`` (its last
-    validation reached the end; also a pruned run, :func:`prune_run`).
+    configured last epoch or step, or not yet validated: to resume) or
+    ``"finished"`` (its last validation reached the end; also a pruned run,
+    :func:`prune_run`).
     ``result`` is a :class:`~dejavu.toolkit.training.FitResult` for a finished
     run (its ``train_time_s`` is the wall time from the config snapshot,
     written at the start of the last launch, to the last save, or what
@@ -97,10 +98,8 @@ def existing_run(cfg: Any) -> tuple[str, Any]:
         raise RunExistsError(
             f"{run_dir} holds a run with a different config; remove it or choose another --out"
         )
-    if not pruned and not (run_dir / "metrics.json").is_file():
-        # Killed between its first save and its first validation: resume it.
-        return "unfinished", None
-    final, history = read_metrics(run_dir / "metrics.json")
+    # Unpruned, a missing metrics.json is a launch killed before its first validation.
+    final, history = read_metrics(run_dir / "metrics.json", missing_ok=not pruned)
     if not _reached_end(history, cfg.trainer):
         if pruned:  # prune_run refuses these; a record written by hand or for another schedule
             raise RunExistsError(
@@ -191,9 +190,8 @@ def prunable(run_dir: str | Path, *, keep_base: bool = False) -> tuple[list[Path
         return files, None
     if not (run_dir / "last.ckpt").is_file():
         return [], "no last.ckpt: a run that never saved, so no result to keep"
-    metrics = run_dir / "metrics.json"
     # A launch killed between its first save and its first validation has no history.
-    _, history = read_metrics(metrics) if metrics.is_file() else ({}, [])
+    _, history = read_metrics(run_dir / "metrics.json", missing_ok=True)
     trainer = config_from_dict(dict(load_yaml(run_dir / "config.yaml"))).trainer
     if not _reached_end(history, trainer):
         return [], "not finished (short of the schedule's end): it resumes from last.ckpt"

@@ -166,8 +166,18 @@ class MetricsHistory(pl.Callback):
         self.history = list(state_dict.get("history", []))
 
 
-def read_metrics(path: str | Path) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Read ``metrics.json``: ``(final, history)``, with ``null`` read back as NaN."""
+def read_metrics(
+    path: str | Path, *, missing_ok: bool = False
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Read ``metrics.json``: ``(final, history)``, with ``null`` read back as NaN.
+
+    Args:
+        path: the run's ``metrics.json``.
+        missing_ok: read a missing file as no validation yet, ``({}, [])``: a run
+            killed between its first save and its first validation has none.
+    """
+    if missing_ok and not Path(path).is_file():
+        return {}, []
 
     def nan(d: Mapping[str, Any]) -> dict[str, float]:
         return {k: float("nan") if v is None else v for k, v in d.items()}

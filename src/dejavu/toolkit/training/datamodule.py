@@ -427,6 +427,19 @@ class DenseDataModule(pl.LightningDataModule):
         """Class names of the dataset (index = label value)."""
         return list(self._any_dataset().class_names)
 
+    def module_metadata(self, task: str) -> dict[str, Any]:
+        """What :meth:`DejaVuModule.from_config` takes from the data: ``num_classes``,
+        ``class_names``, ``mean``, ``std``, ``input_size`` and ``categories`` (for ``task``).
+        """
+        return {
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "mean": self.mean,
+            "std": self.std,
+            "input_size": self.input_size,
+            "categories": self.categories_for(task),
+        }
+
     def categories_for(self, task: str) -> list[dict[str, Any]] | None:
         """The dataset's panoptic categories when ``task`` has a head that uses them
         (``panoptic``), else None.

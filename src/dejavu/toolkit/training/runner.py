@@ -340,12 +340,7 @@ def run_fit(
         module = DejaVuModule.from_config(
             cfg,
             total_steps=total_steps,
-            num_classes=dm.num_classes,
-            class_names=dm.class_names,
-            mean=dm.mean,
-            std=dm.std,
-            input_size=dm.input_size,
-            categories=dm.categories_for(cfg.task.name),
+            **dm.module_metadata(cfg.task.name),
         )
         slots = 2 if cfg.optim.name == "adamw" else 1
         copies = 1 if ckpt_path is not None else 3  # last + best + one being written
@@ -366,7 +361,7 @@ def run_fit(
         train_time = time.perf_counter() - start
 
     metrics_path = run_dir / "metrics.json"
-    metrics, history = read_metrics(metrics_path) if metrics_path.is_file() else ({}, [])
+    metrics, history = read_metrics(metrics_path, missing_ok=True)
     best = run_dir / "best.ckpt"
     return FitResult(
         run_dir=run_dir,
