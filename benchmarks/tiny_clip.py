@@ -13,7 +13,9 @@ The folder follows open_clip's ``local-dir:`` layout (``open_clip_config.json``
 beside ``open_clip_pytorch_model.bin``), so a config names it as::
 
     dejavu.text.model_name=local-dir:runs/tiny_clip
-    dejavu.text.pretrained=runs/tiny_clip/open_clip_pytorch_model.bin
+
+(``dejavu.text.pretrained`` is optional with a ``local-dir:`` folder; the study's
+commands also name the folder's weights file, which is accepted.)
 
 Usage::
 

@@ -6,7 +6,8 @@ the class names present in the target ("a photo of road, car and sky");
 reaches the regenerated image (and through it the CRM and the base network);
 CLIP itself never learns.
 
-Weights are loaded ONLY from a local file (``pretrained=/path/to/weights``):
+Weights are loaded ONLY from local files (``pretrained=/path/to/weights``, or
+an open_clip folder named ``model_name="local-dir:/path/to/folder"``):
 nothing is ever downloaded. How the CLIP model is held: it is *not*
 registered as a submodule (it lives in a plain attribute), so it is absent
 from ``state_dict()``, ``parameters()`` and ``modules()`` of this module and of
@@ -190,13 +191,65 @@ def require_open_clip(user: str = "TextSupervision") -> Any:
     return open_clip
 
 
+_LOCAL_DIR = "local-dir:"
+_HF_HUB = "hf-hub:"
+# The files open_clip's ``local-dir:`` loader takes weights from (open_clip 3.3).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+def _local_dir_weights(model_name: str, pretrained: str | os.PathLike | None) -> Path:
+    """The weights file of an open_clip ``local-dir:`` folder, checked before open_clip reads it.
+
+    open_clip builds such a model from the folder's ``open_clip_config.json`` and takes
+    its weights from the folder itself (it ignores ``pretrained``), and when the folder
+    holds none it only logs a warning and returns a randomly initialised CLIP: a frozen
+    random CLIP would train DejaVu-TS against noise without a word, so that is an error
+    here, as is a ``pretrained`` that names a file other than the folder's weights.
+    """
+    folder = Path(model_name[len(_LOCAL_DIR) :]).expanduser()
+    if not (folder / "open_clip_config.json").is_file():
+        raise FileNotFoundError(
+            f"model_name {model_name!r}: no open_clip_config.json in {str(folder)!r} (an "
+            "open_clip local-dir: folder holds its config and its weights file)"
+        )
+    found = sorted(f for f in folder.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
+    if len(found) != 1:
+        names = [f.name for f in found] or "none"
+        raise FileNotFoundError(
+            f"model_name {model_name!r}: the folder must hold exactly one CLIP weights file "
+            f"({', '.join(_WEIGHT_SUFFIXES)}), found {names}"
+        )
+    if pretrained is not None and Path(pretrained).expanduser().resolve() != found[0].resolve():
+        raise ValueError(
+            f"pretrained={str(pretrained)!r} is not the weights file of {model_name!r} "
+            f"({str(found[0])!r}): a local-dir: model reads its weights from its folder, "
+            "so leave pretrained out (or name that file)"
+        )
+    return found[0]
+
+
 def _build_clip(model_name: str, pretrained: str | os.PathLike | None) -> nn.Module:
+    if model_name.startswith(_HF_HUB):
+        raise ValueError(
+            f"model_name {model_name!r}: hf-hub: models are downloaded, and nothing is "
+            "downloaded here; download the folder on a machine with internet and name it "
+            "as 'local-dir:/path/to/folder'"
+        )
+    if model_name.startswith(_LOCAL_DIR):
+        path = _local_dir_weights(model_name, pretrained)
+        open_clip = require_open_clip()
+        try:
+            return open_clip.create_model(model_name, device="cpu")
+        except pickle.UnpicklingError as err:
+            raise unsafe_checkpoint_error(path, err) from None
     if pretrained is None:
         raise ValueError(
             "TextSupervision needs CLIP weights from a local file: pass "
             "pretrained='/path/to/open_clip_pytorch_model.bin' (download it on a machine with "
             f"internet, e.g. the open_clip checkpoint of {model_name!r} from "
             "https://huggingface.co/laion or via open_clip.create_model(..., pretrained=<tag>)), "
+            "or model_name='local-dir:/path/to/folder' (an open_clip folder: "
+            "open_clip_config.json beside the weights), "
             "or pass an already built model=... and tokenizer=...; "
             "weights are never downloaded here"
         )
@@ -227,9 +280,15 @@ class TextSupervision(nn.Module):
     Args:
         class_names: name of each class index.
         model_name: open_clip architecture name (e.g. ``"ViT-B-32"``); used to
-            build the model from ``pretrained`` and to look up the tokenizer.
+            build the model from ``pretrained`` and to look up the tokenizer. Or
+            ``"local-dir:/path/to/folder"``: an open_clip folder, its
+            ``open_clip_config.json`` beside one weights file, which gives both
+            the architecture and the weights. ``hf-hub:`` names are refused
+            (they download).
         pretrained: local path of the open_clip weights of ``model_name``.
-            Required unless ``model`` is given. Never a tag or hub name.
+            Required unless ``model`` is given or ``model_name`` is a
+            ``local-dir:`` folder (then optional, and if given it must be the
+            folder's weights file). Never a tag or hub name.
         image_mean: per-channel mean the regenerated image is normalised with.
         image_std: per-channel std the regenerated image is normalised with.
         template: prompt template with one ``{}``.
@@ -245,8 +304,11 @@ class TextSupervision(nn.Module):
         text_cache_size: how many prompt embeddings to cache (0 disables).
 
     Raises:
-        ValueError: no ``pretrained`` and no ``model``; bad names/template/sizes.
-        FileNotFoundError: ``pretrained`` does not exist.
+        ValueError: no ``pretrained`` and no ``model``; an ``hf-hub:`` name; a
+            ``pretrained`` other than a ``local-dir:`` folder's weights; bad
+            names/template/sizes.
+        FileNotFoundError: ``pretrained`` does not exist; a ``local-dir:``
+            folder without its config or without exactly one weights file.
 
     Example:
         >>> import open_clip

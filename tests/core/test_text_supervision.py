@@ -234,6 +234,57 @@ def test_loads_weights_from_a_local_file(tmp_path: Path, tokenizer) -> None:
     torch.testing.assert_close(ts(image, _target()), reference(image, _target()))
 
 
+def _clip_folder(folder: Path, seed: int) -> tuple[nn.Module, Path]:
+    """An open_clip local-dir: folder (config beside weights) of the tiny CLIP."""
+    folder.mkdir()
+    config = {"model_cfg": TINY_CFG, "preprocess_cfg": {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    source = _tiny_clip(seed)
+    weights = folder / "open_clip_pytorch_model.bin"
+    torch.save(source.state_dict(), weights)
+    return source, weights
+
+
+def test_loads_a_local_dir_folder_without_pretrained(tmp_path: Path) -> None:
+    # The folder gives the architecture and the weights; pretrained may be left out,
+    # or name the folder's own file (the study command's form); the tokenizer's
+    # context length comes from the folder's config, offline.
+    source, weights = _clip_folder(tmp_path / "clip", seed=3)
+    for pretrained in (None, weights):
+        ts = TextSupervision(
+            NAMES, model_name=f"local-dir:{tmp_path / 'clip'}", pretrained=pretrained
+        )
+        for (k, a), (_, b) in zip(
+            source.state_dict().items(), ts.clip_model.state_dict().items(), strict=True
+        ):
+            assert torch.equal(a, b), k
+        assert ts.clip_size == (32, 32)
+        assert ts.tokenizer(["a photo of road"]).shape == (1, 16)
+
+
+def test_local_dir_folders_that_would_load_the_wrong_clip_are_refused(tmp_path: Path) -> None:
+    _, weights = _clip_folder(tmp_path / "clip", seed=0)
+    name = f"local-dir:{tmp_path / 'clip'}"
+    # pretrained naming another file: open_clip would silently ignore it.
+    other = tmp_path / "other.bin"
+    torch.save(_tiny_clip(1).state_dict(), other)
+    with pytest.raises(ValueError, match=r"other\.bin.*not the weights file"):
+        TextSupervision(NAMES, model_name=name, pretrained=other)
+    # Two weights files: which one open_clip picks is its own rule, not the user's.
+    torch.save(_tiny_clip(1).state_dict(), tmp_path / "clip" / "extra.pth")
+    with pytest.raises(FileNotFoundError, match=r"exactly one.*extra\.pth"):
+        TextSupervision(NAMES, model_name=name)
+    # No weights at all: open_clip would only warn and return a random CLIP.
+    for f in (weights, tmp_path / "clip" / "extra.pth"):
+        f.unlink()
+    with pytest.raises(FileNotFoundError, match=r"exactly one.*found none"):
+        TextSupervision(NAMES, model_name=name)
+    with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
+        TextSupervision(NAMES, model_name=f"local-dir:{tmp_path / 'missing'}")
+    with pytest.raises(ValueError, match=r"hf-hub.*local-dir"):
+        TextSupervision(NAMES, model_name="hf-hub:timm/ViT-B-16-SigLIP")
+
+
 def test_clear_errors(tmp_path: Path, tokenizer) -> None:
     with pytest.raises(ValueError, match=r"pretrained='/path/to/.*model=\.\.\."):
         TextSupervision(NAMES)

@@ -10,6 +10,7 @@ can run code").
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -166,10 +167,20 @@ def test_clip_weights_refuse_it(tmp_path) -> None:
     # DejaVu-TS: open_clip reads the local CLIP weights with torch.load(weights_only=True).
     pytest.importorskip("open_clip")
     from dejavu.text_supervision import TextSupervision
+    from dejavu.toolkit.models.denseclip import DENSECLIP_TINY_CLIP
 
     path, marker = _hostile_checkpoint(tmp_path, "clip.bin")
     with pytest.raises(ValueError, match=UNSAFE):
         TextSupervision(["road", "sky"], model_name="ViT-M-32", pretrained=path)
+    assert not marker.exists()
+    # The same file as the weights of an open_clip local-dir: folder.
+    folder = tmp_path / "clip_folder"
+    folder.mkdir()
+    config = {"model_cfg": DENSECLIP_TINY_CLIP, "preprocess_cfg": {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    path, marker = _hostile_checkpoint(folder, "open_clip_pytorch_model.bin")
+    with pytest.raises(ValueError, match=UNSAFE):
+        TextSupervision(["road", "sky"], model_name=f"local-dir:{folder}")
     assert not marker.exists()
 
 
