@@ -32,7 +32,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,6 +44,7 @@ from dejavu import DejaVu
 from dejavu.toolkit.compare import cpu_model
 from dejavu.toolkit.models import create_model
 from dejavu.toolkit.tasks import create_task
+from dejavu.toolkit.timing import interleaved_times
 
 NUM_CLASSES = 11  # CamVid
 #: The task measured: CamVid segmentation, or with --config the config's task and classes.
@@ -144,16 +147,9 @@ def _step_fn(module: nn.Module):
     return step
 
 
-def alternate(fns: dict[str, callable], arg, steps: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + steps):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn(arg)
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                times[name].append(dt)
+def alternate(fns: dict[str, Callable], arg, steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per call of each function on ``arg``, the calls interleaved."""
+    times = interleaved_times({k: partial(fn, arg) for k, fn in fns.items()}, steps, warmup)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

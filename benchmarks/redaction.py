@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +51,7 @@ from dejavu.redaction import (
     spectral_keep_mask,
 )
 from dejavu.toolkit.compare import cpu_model
+from dejavu.toolkit.timing import interleaved_times
 
 CUTOFF = 0.25  # the low-pass cut-off compared with the baselines (our default)
 
@@ -110,18 +110,9 @@ def build_ops(x: torch.Tensor) -> dict[str, Callable[[], object]]:
 def measure(
     ops: dict[str, Callable[[], object]], rounds: int, warmup: int
 ) -> dict[str, list[float]]:
-    """Seconds per call of each op, interleaved round by round."""
+    """Seconds per call of each op, interleaved round by round (``_``-named ops untimed)."""
     timed = {k: f for k, f in ops.items() if not k.startswith("_")}
-    for _ in range(warmup):
-        for f in timed.values():
-            f()
-    runs: dict[str, list[float]] = {k: [] for k in timed}
-    for _ in range(rounds):
-        for k, f in timed.items():
-            t0 = time.perf_counter()
-            f()
-            runs[k].append(time.perf_counter() - t0)
-    return runs
+    return interleaved_times(timed, rounds, warmup)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

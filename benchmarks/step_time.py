@@ -29,15 +29,15 @@ import argparse
 import json
 import platform
 import shlex
-import statistics
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dejavu.toolkit.timing import interleaved_times, time_summary
 
 BASELINE = "baseline (dejavu.enabled=false)"
 
@@ -87,46 +87,6 @@ def step_function(cfg: Any, data: tuple[Any, dict[str, Any]]) -> tuple[Callable[
     return step, params
 
 
-def interleaved_medians(
-    steps: Mapping[str, Callable[[], None]], repeats: int, warmup: int
-) -> dict[str, dict[str, Any]]:
-    """Median and quartiles of seconds per call of each function, the calls interleaved.
-
-    Args:
-        steps: name -> a function of no arguments.
-        repeats: timed calls of each function.
-        warmup: untimed calls of each first (allocator, kernel selection).
-
-    Returns:
-        name -> ``{"median_s", "q1_s", "q3_s", "times_s"}``.
-
-    Example:
-        >>> out = interleaved_medians({"a": lambda: None}, repeats=3, warmup=1)
-        >>> len(out["a"]["times_s"]), out["a"]["median_s"] >= 0
-        (3, True)
-    """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for i in range(warmup + repeats):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
-            if i >= warmup:
-                times[name].append(elapsed)
-    out = {}
-    for name, values in times.items():
-        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-        out[name] = {
-            "median_s": statistics.median(values),
-            "q1_s": q[0],
-            "q3_s": q[2],
-            "times_s": values,
-        }
-    return out
-
-
 def measure(
     config: str | Path,
     grid: Sequence[str],
@@ -145,7 +105,7 @@ def measure(
         overrides: ``--set`` overrides of every cell.
         baseline: add the cell ``dejavu.enabled=false`` as the reference.
         reference: the reference cell's name (default: the baseline, else the first cell).
-        repeats, warmup: see :func:`interleaved_medians`.
+        repeats, warmup: see :func:`dejavu.toolkit.timing.interleaved_times`.
 
     Returns:
         ``cells`` (name -> overrides, params, median/quartile step times and
@@ -181,7 +141,8 @@ def measure(
         if key not in data:
             data[key] = first_batch(cfg)
         built[name] = step_function(cfg, data[key])
-    timed = interleaved_medians({n: s for n, (s, _) in built.items()}, repeats, warmup)
+    times = interleaved_times({n: s for n, (s, _) in built.items()}, repeats, warmup)
+    timed = {name: time_summary(t) for name, t in times.items()}
     ref = timed[reference]["median_s"]
     return {
         "cells": {

@@ -18,32 +18,6 @@ def step_time():
     return load_benchmark("step_time")
 
 
-def test_interleaved_medians_alternate_the_calls_and_skip_the_warmup(step_time, monkeypatch):
-    calls: list[str] = []
-    # A clock that advances by a known amount per call: a's calls take 1, 2, 3, 4 s
-    # (the first is warm-up), b's take 10 s each.
-    durations = iter([1, 10, 2, 10, 3, 10, 4, 10])
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
-
-    def make(name: str):
-        def call() -> None:
-            calls.append(name)
-            now[0] += next(durations)
-
-        return call
-
-    monkeypatch.setattr(step_time.time, "perf_counter", clock)
-    out = step_time.interleaved_medians({"a": make("a"), "b": make("b")}, repeats=3, warmup=1)
-    assert calls == ["a", "b"] * 4
-    assert out["a"]["times_s"] == [2, 3, 4] and out["a"]["median_s"] == 3
-    assert out["b"]["median_s"] == 10 and out["b"]["q1_s"] == out["b"]["q3_s"] == 10
-    with pytest.raises(ValueError, match="repeats >= 1"):
-        step_time.interleaved_medians({"a": make("a")}, repeats=0, warmup=0)
-
-
 def test_every_cell_and_the_baseline_are_timed(step_time, tmp_path: Path, write_config, capsys):
     config = write_config(tmp_path)
     out, md = tmp_path / "st.json", tmp_path / "st.md"
