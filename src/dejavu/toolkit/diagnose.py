@@ -178,14 +178,7 @@ def run_diagnose(
             f"batch_size must be >= 2 (the 'other' variant pairs images), got {batch_size}"
         )
     dm = DenseDataModule(cfg)
-    module = DejaVuModule.from_config(
-        cfg,
-        num_classes=dm.num_classes,
-        class_names=dm.class_names,
-        mean=dm.mean,
-        std=dm.std,
-        categories=dm.categories_for(cfg.task.name),
-    )
+    module = DejaVuModule.from_config(cfg, **dm.module_metadata(cfg.task.name))
     objective = module.model
     if not isinstance(objective, DejaVu) or objective.crm is None:
         raise ConfigError("diagnose needs a design with a CRM (dejavu.crm), found none")

@@ -488,14 +488,7 @@ def load_eval_model(checkpoint_or_base_safetensors: str | Path) -> tuple[nn.Modu
 
 
 def _module_for_eval(cfg: ExperimentConfig, dm: DenseDataModule, checkpoint: Path) -> DejaVuModule:
-    module = DejaVuModule.from_config(
-        _eval_config(cfg),
-        num_classes=dm.num_classes,
-        class_names=dm.class_names,
-        mean=dm.mean,
-        std=dm.std,
-        categories=dm.categories_for(cfg.task.name),
-    )
+    module = DejaVuModule.from_config(_eval_config(cfg), **dm.module_metadata(cfg.task.name))
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         checkpoint = checkpoint / BASE_WEIGHTS
