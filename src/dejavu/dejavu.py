@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_image, check_in_range
+from dejavu.batchnorm import frozen_bn_stats
 from dejavu.conditioning import Conditioning, resize_conditioning
 from dejavu.crm import CRMBase, create_crm, crm_class, list_crms
 from dejavu.losses import RegenerationLoss
@@ -86,7 +87,9 @@ class DejaVu(nn.Module):
         regen_weight: weight of ``L_regen`` after warm-up.
         regen_warmup_steps: linear warm-up of the regeneration weight from 0.
         cyclic_weight: weight of DejaVu-CL (0 switches it off and skips its
-            extra forward pass).
+            extra forward pass). That pass normalises with the regenerated
+            images' batch statistics but leaves BatchNorm running statistics
+            alone (:func:`~dejavu.batchnorm.frozen_bn_stats`).
         text_supervision: a :class:`~dejavu.text_supervision.TextSupervision`
             (DejaVu-TS) or ``None``.
         text_weight: weight of ``L_ts``.
@@ -352,11 +355,14 @@ class DejaVu(nn.Module):
                 regen_truth = self.truth_regeneration_loss(redacted, cond, target, task_batch, mask)
             labeled_regen = regenerated if mask is None else regenerated[mask]
             if self.cyclic_weight > 0 and any_labeled:
-                # DejaVu-CL: the regenerated image goes back through the same network.
+                # DejaVu-CL: the regenerated image goes back through the same network,
+                # without moving its BatchNorm statistics towards regenerated images'
+                # (inference normalises clean images with them).
                 full = F.interpolate(
                     labeled_regen, size=(h, w), mode="bilinear", align_corners=False
                 )
-                cyclic, _ = self._task_loss(self.predict(full), task_batch)
+                with frozen_bn_stats(self.base):
+                    cyclic, _ = self._task_loss(self.predict(full), task_batch)
             if self.text_weight > 0 and any_labeled:
                 assert self.text_supervision is not None  # checked in __init__
                 text = self.text_supervision(labeled_regen, task_batch[self.text_target_key])

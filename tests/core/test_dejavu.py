@@ -152,6 +152,38 @@ def test_cyclic_loss_is_task_loss_of_regenerated_image():
     torch.testing.assert_close(out["cyclic"], seg_loss(model.base(full), batch))
 
 
+class TinyBNSegNet(TinySegNet):
+    """TinySegNet with a BatchNorm layer, whose running statistics inference uses."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__(num_classes)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+
+
+def test_cyclic_pass_leaves_batchnorm_statistics_to_clean_images():
+    # DejaVu-CL runs the base on regenerated images; its BatchNorm running statistics
+    # must move as after the clean pass alone, or inference (which normalises clean
+    # images with them) sees statistics of regenerated images.
+    torch.manual_seed(0)
+    base = TinyBNSegNet()
+    clean_only = copy.deepcopy(base).train()
+    model = DejaVu(base, seg_loss, crm_kwargs={"width": 8, "depth": 2}, cyclic_weight=1.0, seed=0)
+    batch = make_batch()
+    batch["image"] = batch["image"] * 3 + 2  # running stats far from the init (0, 1)
+    out = model.train()(batch)
+    clean_only(batch["image"])
+    bn, ref = model.base.body[1], clean_only.body[1]
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == 1 and bn.momentum == ref.momentum
+    # The pass itself normalises with the regenerated images' batch statistics and
+    # reaches the base network's weights.
+    full = F.interpolate(out["regenerated"], size=(24, 36), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out["cyclic"], seg_loss(copy.deepcopy(model.base)(full), batch))
+    out["cyclic"].backward()
+    assert model.base.body[0].weight.grad is not None
+
+
 def test_recursive_crm_and_crm_module_instances():
     out = make_model(crm="recursive", crm_kwargs={"width": 8, "depth": 2, "num_groups": 2})(
         make_batch()

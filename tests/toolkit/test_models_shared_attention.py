@@ -9,7 +9,6 @@ from torch import nn
 
 from dejavu.shared_attention import SharedAttention
 from dejavu.toolkit.models import create_model
-from dejavu.toolkit.models.shared_attention_net import frozen_bn_stats
 
 SIZE = (45, 61)
 
@@ -65,16 +64,6 @@ def test_redacted_pass_leaves_bn_running_stats_to_the_clean_images() -> None:
     b(x)
     for sa, sb in zip(_bn_stats(a), _bn_stats(b), strict=True):
         torch.testing.assert_close(sa, sb)
-
-
-def test_frozen_bn_stats_restores_momentum() -> None:
-    bn = nn.BatchNorm2d(2, momentum=0.3).train()
-    with frozen_bn_stats(bn):
-        out = bn(torch.randn(4, 2, 3, 3) * 4 + 2)
-    assert bn.momentum == 0.3 and bn.num_batches_tracked.item() == 0
-    torch.testing.assert_close(bn.running_mean, torch.zeros(2))
-    # still normalised with the batch statistics
-    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
 
 
 def test_eval_output_ignores_the_redacted_image_and_matches_forward_heads() -> None:

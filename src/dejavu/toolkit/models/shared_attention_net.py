@@ -29,8 +29,7 @@ attention at stride ``sa_stride``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -38,46 +37,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dejavu._validation import check_image
+from dejavu.batchnorm import frozen_bn_stats
 from dejavu.shared_attention import SharedAttention
 from dejavu.toolkit.models.base import decode_outputs, pad_to_multiple, resize_outputs
 from dejavu.toolkit.models.factory import register_model
 from dejavu.toolkit.models.heads import TaskHeads
 from dejavu.toolkit.models.hrnet import HRNET_VARIANTS, HRNet
 
-__all__ = ["SA_STRIDES", "SharedAttentionHRNet", "frozen_bn_stats"]
+__all__ = ["SA_STRIDES", "SharedAttentionHRNet"]
 
 #: Allowed strides of the attention map (the padded input is a multiple of 32).
 SA_STRIDES: tuple[int, ...] = (4, 8, 16, 32)
-
-
-@contextmanager
-def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
-    """Within the block, BatchNorm layers of ``module`` do not update their running stats.
-
-    In training mode they still normalise with the batch statistics (and pass
-    gradients); only the running mean/var (and ``num_batches_tracked``) are kept.
-
-    Example:
-        >>> bn = nn.BatchNorm2d(3).train()
-        >>> with frozen_bn_stats(bn):
-        ...     _ = bn(torch.randn(4, 3, 2, 2) + 5)
-        >>> bn.running_mean.abs().max().item()
-        0.0
-    """
-    saved: list[tuple[nn.modules.batchnorm._BatchNorm, float | None, Tensor | None]] = []
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
-            saved.append((m, m.momentum, tracked))
-            # momentum 0: running = 1 * running + 0 * batch
-            m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None and m.num_batches_tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
 
 
 class SharedAttentionHRNet(HRNet):
