@@ -19,7 +19,8 @@ everything. Four combine sweeps that share their seeds:
   cell's mean, its paired difference to no DejaVu and (for a ``+ CL`` cell)
   to the same CRM without CL, with the training-step time that
   ``benchmarks/step_time.py`` measured; and DejaVu-TS against its weight-0
-  cell. The figure draws accuracy against training-step time.
+  cell; with ``--before``, earlier runs of some cells (kept as run records)
+  against the sweep's. The figure draws accuracy against training-step time.
 - ``shared_attention``: study 4 runs the plain HRNet widths (baseline) and the
   same widths with the SA block (DejaVu) as two sweeps. This draws both curves
   of accuracy against inference GMACs, with 95 % intervals, and prints each
@@ -39,7 +40,8 @@ Usage::
         --out docs/img/study_shared_attention.png
     python benchmarks/study_report.py crm runs/studies/crm{,_baseline,_ts} \\
         --step-time benchmarks/results/study_crm_step_time.json \\
-        --ts-step-time benchmarks/results/study_crm_ts_step_time.json --out docs/img/study_crm.png
+        --ts-step-time benchmarks/results/study_crm_ts_step_time.json \\
+        --out docs/img/study_crm.png --before benchmarks/results/study_runs/crm_cl_before_bn_fix
 """
 
 from __future__ import annotations
@@ -51,15 +53,37 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dejavu.toolkit.compare import format_difference, paired_difference
+from dejavu.toolkit.compare import find_run_dirs, format_difference, paired_difference
 from dejavu.toolkit.compare.formatting import _label, _scale_digits
 from dejavu.toolkit.sweep import axis_positions, mean_interval
+from dejavu.toolkit.training.callbacks import read_metrics
 
 
 def load(path: Path) -> dict[str, Any]:
     """A sweep's report, from its output folder or its ``sweep.json``."""
     path = path / "sweep.json" if path.is_dir() else path
     return json.loads(path.read_text())
+
+
+def record_per_seed(folder: Path, metric: str) -> dict[str, dict[int, float]]:
+    """``cell -> seed -> final metric`` of the runs under ``folder`` (``runs/<cell>/seed<N>``).
+
+    For runs that no sweep collected, e.g. study 3's DejaVu-CL runs made before a fix
+    and kept as records (``benchmarks/results/study_runs/crm_cl_before_bn_fix``). A
+    run folder is named by its cell, as ``dejavu sweep`` names it.
+    """
+    out: dict[str, dict[int, float]] = {}
+    for run_dir in find_run_dirs(folder):
+        seed = run_dir.name.removeprefix("seed")
+        if not seed.isdigit():
+            raise ValueError(f"{run_dir}: a sweep's run folder is named seed<N>")
+        final, _ = read_metrics(run_dir / "metrics.json", missing_ok=True)
+        value = final.get(metric)
+        if value is not None and math.isfinite(value):
+            out.setdefault(run_dir.parent.name, {})[int(seed)] = float(value)
+    if not out:
+        raise ValueError(f"no finished run with {metric!r} under {folder}")
+    return out
 
 
 def per_seed(report: Mapping[str, Any], cell: str, metric: str) -> dict[int, float]:
@@ -263,6 +287,7 @@ def crm_report(
     *,
     step_time: Mapping[str, Any] | None = None,
     ts_step_time: Mapping[str, Any] | None = None,
+    before: Mapping[str, Mapping[int, float]] | None = None,
 ) -> str:
     """Study 3's figure (written to ``out``) and tables (returned, markdown).
 
@@ -273,7 +298,9 @@ def crm_report(
     baseline as its reference); without them the step-time column is ``-`` and
     the figure has no training-cost axis (cells are spread evenly instead).
     Each CRM cell is paired by seed with the baseline, and each ``+ CL`` cell
-    also with the same CRM without CL.
+    also with the same CRM without CL. ``before`` (:func:`record_per_seed`) holds
+    earlier runs of some of ``crm``'s cells (by cell name, per seed); a third
+    table pairs each with the cell's runs in ``crm``.
     """
     import matplotlib
 
@@ -358,7 +385,20 @@ def crm_report(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, out)
-    return "\n".join([*rows, "", *ts_rows])
+    tables = [*rows, "", *ts_rows]
+    if before:
+        tables += ["", f"| cell | before: {_label(metric)} | now | Δ now - before |",
+                   "| --- | ---: | ---: | --- |"]  # fmt: skip
+        for cell, old in before.items():
+            if cell not in crm["cells"]:
+                raise ValueError(f"earlier runs of {cell!r}, which is not a cell of the sweep")
+            now = per_seed(crm, cell, metric)
+            d = paired(old, now)
+            tables.append(f"| {crm_label(crm['cells'][cell]['values'])} | "
+                          f"{mean_text(metric, list(old.values()))} | "
+                          f"{mean_text(metric, list(now.values()))} | "
+                          f"{format_difference(d, metric) if d else '-'} |")  # fmt: skip
+    return "\n".join(tables)
 
 
 def cell_model(report: Mapping[str, Any], cell: str) -> str:
@@ -451,6 +491,12 @@ def main() -> None:
     crm.add_argument(
         "--ts-step-time", type=Path, help="benchmarks/step_time.py JSON of the TS cells"
     )
+    crm.add_argument(
+        "--before",
+        type=Path,
+        help="run records of earlier runs of some CRM cells (runs/<cell>/seed<N>), "
+        "paired with the sweep's runs of the same cells",
+    )
     crm.add_argument("--out", type=Path, default=Path("docs/img/study_crm.png"))
     for p in (red, band, sa, crm):
         p.add_argument("--md", type=Path, help="also write the table to this markdown file")
@@ -462,13 +508,16 @@ def main() -> None:
     elif args.study == "band":
         table = band_figure(load(args.bandstop), load(args.lowpass), load(args.baseline), args.out)
     elif args.study == "crm":
+        crm_sweep = load(args.crm)
+        before = record_per_seed(args.before, crm_sweep["main_metric"]) if args.before else None
         table = crm_report(
-            load(args.crm),
+            crm_sweep,
             load(args.baseline),
             load(args.ts),
             args.out,
             step_time=load(args.step_time) if args.step_time else None,
             ts_step_time=load(args.ts_step_time) if args.ts_step_time else None,
+            before=before,
         )
     else:
         table = shared_attention_figure(load(args.base), load(args.sa), args.out)

@@ -209,6 +209,49 @@ def test_crm_report_from_the_cli(crm_sweeps: dict[str, Path], tmp_path: Path, mo
     assert "| CRM-F | 54.00 |" in capsys.readouterr().out
 
 
+def _records(folder: Path, cell: str, values: dict[int, float | None]) -> None:
+    """Run records of ``cell`` as run_studies.py archives them (config + metrics.json)."""
+    for seed, miou in values.items():
+        run = folder / "runs" / cell / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("name: seed{seed}\n")
+        final = {"loss": 1.0} if miou is None else {"loss": 1.0, "seg/miou": miou}
+        (run / "metrics.json").write_text(json.dumps({"final": final, "history": []}))
+
+
+def test_crm_report_pairs_earlier_runs_of_a_cell_with_the_sweep_s(
+    crm_sweeps: dict[str, Path], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    module = _study_report()
+    crm = module.load(crm_sweeps["crm"])
+    (cell,) = [c for c in crm["cells"] if "forward" in c and "cyclic_weight=1.0" in c]
+    before = tmp_path / "before"
+    # The sweep's CRM-F + CL runs are 0.55, 0.57, 0.59: now - before = +5, +6, +7 points;
+    # seed 2's earlier run never validated, so the pairs are seeds 0 and 1 only.
+    _records(before, cell, {0: 0.50, 1: 0.51, 2: None})
+    records = module.record_per_seed(before, "seg/miou")
+    assert records == {cell: {0: 0.50, 1: 0.51}}
+    base, ts = module.load(crm_sweeps["crm_baseline"]), module.load(crm_sweeps["crm_ts"])
+    table = module.crm_report(crm, base, ts, tmp_path / "crm.png", before=records)
+    # +5.5 mean, sd 0.7071, t(0.975, 1) = 12.706: half-width 12.706 * 0.7071 / sqrt(2) = 6.35
+    assert table.splitlines()[-1] == "| CRM-F + CL | 50.50 | 57.00 | +5.50 [-0.85, +11.85] (n=2) |"
+    # and from the command line
+    md = tmp_path / "crm.md"
+    sweeps = [str(crm_sweeps[k]) for k in ("crm", "crm_baseline", "crm_ts")]
+    argv = ["study_report.py", "crm", *sweeps, "--out", str(tmp_path / "c.png"),
+            "--md", str(md), "--before", str(before)]  # fmt: skip
+    monkeypatch.setattr("sys.argv", argv)
+    module.main()
+    assert md.read_text().splitlines()[-1] == table.splitlines()[-1]
+    # a record of a cell the sweep does not have, and a folder of no finished run
+    _records(tmp_path / "other", "dejavu.crm={kind: zero}", {0: 0.5})
+    other = module.record_per_seed(tmp_path / "other", "seg/miou")
+    with pytest.raises(ValueError, match="not a cell of the sweep"):
+        module.crm_report(crm, base, ts, tmp_path / "x.png", before=other)
+    with pytest.raises(ValueError, match="no finished run"):
+        module.record_per_seed(tmp_path / "empty", "seg/miou")
+
+
 def test_crm_label_names_the_seed_s_modes() -> None:
     label = _study_report().crm_label
     assert label({"dejavu.crm": {"kind": "recursive", "num_groups": 1}}) == "CRM-R (1 group)"
