@@ -13,7 +13,8 @@ plots to ``docs/img/study_<out>_<axis>.png`` (``<out>``: the last part of its
 The studies take longer than one working session, and a machine's run folders
 may not outlive it. ``--archive`` prunes each finished run (``dejavu prune``:
 the checkpoints go, 64 MB a run) and keeps what a sweep reuses (``config.yaml``,
-``metrics.json``, ``base.json``, ``result.json``: a few KB) under
+``metrics.json``, ``base.json``, ``result.json``: a few KB) and the training
+logs (``csv/version_*/metrics.csv``, ~50 KB) under
 ``benchmarks/results/study_runs/``, which is committed; ``--restore`` puts those
 records back under ``runs/studies/`` so that the sweeps reuse them instead of
 training them again. A run killed mid-way is not archived: it trains again.
@@ -49,6 +50,9 @@ RUNS = ROOT / "runs" / "studies"
 ARCHIVE = ROOT / "benchmarks" / "results" / "study_runs"
 #: What a pruned run keeps that a sweep needs to reuse it.
 KEPT = ("config.yaml", "metrics.json", "base.json", RUN_RECORD)
+#: Its training logs too (per-step loss terms, ~50 KB a run): benchmarks/train_losses.py
+#: reads them, and no other file holds the training terms.
+KEPT_LOGS = "csv/version_*/metrics.csv"
 #: The studies in the order they run (cheapest first, so early results come early).
 STUDIES = ("multitask", "redaction", "band_sweep", "crm", "shared_attention")
 
@@ -110,6 +114,9 @@ def archive(runs: Path = RUNS, to: Path = ARCHIVE) -> int:
         for name in KEPT:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, dest / name)
+        for log in run_dir.glob(KEPT_LOGS):
+            (dest / log.relative_to(run_dir)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(log, dest / log.relative_to(run_dir))
         count += 1
     return count
 

@@ -189,7 +189,10 @@ def test_the_studies_archive_and_restore(compared: tuple[dict, Path, Path], tmp_
     kept = tmp_path / "archive"
     assert studies.archive(runs, kept) == 1
     record = kept / "runs" / "baseline" / "seed0"
-    assert sorted(p.name for p in record.iterdir()) == sorted(studies.KEPT)
+    assert sorted(p.name for p in record.iterdir()) == sorted([*studies.KEPT, "csv"])
+    logs = sorted(p.relative_to(record) for p in record.glob(studies.KEPT_LOGS))
+    source = runs / "runs" / "baseline" / "seed0"
+    assert logs and logs == sorted(p.relative_to(source) for p in source.glob("csv/*/*.csv"))
     assert (runs / "runs" / "dejavu" / "seed0" / "last.ckpt").is_file()
     # A fresh machine: nothing but the archive.
     shutil.rmtree(runs)
