@@ -55,6 +55,7 @@ from typing import Any
 
 from dejavu.toolkit.compare import find_run_dirs, format_difference, paired_difference
 from dejavu.toolkit.compare.formatting import _label, _scale_digits
+from dejavu.toolkit.compare.runs import prunable
 from dejavu.toolkit.sweep import axis_positions, mean_interval
 from dejavu.toolkit.training.callbacks import read_metrics
 
@@ -70,10 +71,13 @@ def record_per_seed(folder: Path, metric: str) -> dict[str, dict[int, float]]:
 
     For runs that no sweep collected, e.g. study 3's DejaVu-CL runs made before a fix
     and kept as records (``benchmarks/results/study_runs/crm_cl_before_bn_fix``). A
-    run folder is named by its cell, as ``dejavu sweep`` names it.
+    run folder is named by its cell, as ``dejavu sweep`` names it. Runs still
+    training are left out (their metrics are those of a validation mid-way).
     """
     out: dict[str, dict[int, float]] = {}
     for run_dir in find_run_dirs(folder):
+        if prunable(run_dir)[1] is not None:  # refused exactly when not finished
+            continue
         seed = run_dir.name.removeprefix("seed")
         if not seed.isdigit():
             raise ValueError(f"{run_dir}: a sweep's run folder is named seed<N>")

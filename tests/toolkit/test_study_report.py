@@ -14,6 +14,7 @@ import pytest
 from benchmark_scripts import load_benchmark
 from fake_runs import fake_training
 
+from dejavu.toolkit.compare import RUN_RECORD
 from dejavu.toolkit.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,17 +211,18 @@ def test_crm_report_from_the_cli(crm_sweeps: dict[str, Path], tmp_path: Path, mo
 
 
 def _records(folder: Path, cell: str, values: dict[int, float | None]) -> None:
-    """Run records of ``cell`` as run_studies.py archives them (config + metrics.json)."""
+    """Run records of ``cell`` as run_studies.py archives them (config, metrics, record)."""
     for seed, miou in values.items():
         run = folder / "runs" / cell / f"seed{seed}"
         run.mkdir(parents=True)
         (run / "config.yaml").write_text("name: seed{seed}\n")
         final = {"loss": 1.0} if miou is None else {"loss": 1.0, "seg/miou": miou}
         (run / "metrics.json").write_text(json.dumps({"final": final, "history": []}))
+        (run / RUN_RECORD).write_text(json.dumps({"train_time_s": 1.0}))
 
 
 def test_crm_report_pairs_earlier_runs_of_a_cell_with_the_sweep_s(
-    crm_sweeps: dict[str, Path], tmp_path: Path, monkeypatch, capsys
+    crm_sweeps: dict[str, Path], tmp_path: Path, monkeypatch, write_config
 ) -> None:
     module = _study_report()
     crm = module.load(crm_sweeps["crm"])
@@ -229,6 +231,13 @@ def test_crm_report_pairs_earlier_runs_of_a_cell_with_the_sweep_s(
     # The sweep's CRM-F + CL runs are 0.55, 0.57, 0.59: now - before = +5, +6, +7 points;
     # seed 2's earlier run never validated, so the pairs are seeds 0 and 1 only.
     _records(before, cell, {0: 0.50, 1: 0.51, 2: None})
+    # seed 3 is still training (a validation mid-way, last.ckpt): left out
+    running = before / "runs" / cell / "seed3"
+    running.mkdir()
+    write_config(running, "config.yaml", trainer={"max_steps": 10})
+    (running / "last.ckpt").write_bytes(b"")
+    history = [{"epoch": 0, "step": 5, "seg/miou": 0.4}]
+    (running / "metrics.json").write_text(json.dumps({"final": history[0], "history": history}))
     records = module.record_per_seed(before, "seg/miou")
     assert records == {cell: {0: 0.50, 1: 0.51}}
     base, ts = module.load(crm_sweeps["crm_baseline"]), module.load(crm_sweeps["crm_ts"])
