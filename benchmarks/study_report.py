@@ -373,10 +373,11 @@ def crm_report(
         ci = mean_interval(values)
         err = [[scale * (m - ci[0])], [scale * (ci[1] - m)]] if ci else None
         x = ratio if ratios else float(i)
-        ax.errorbar([x], [scale * m], yerr=err, capsize=4,
-                    marker="s" if label.endswith(" + CL") else "o",
-                    color=f"C{i // 2 % 10}")  # fmt: skip
-        ax.annotate(label, (x, scale * m), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        with_cl = label.endswith(" + CL")
+        # One legend entry per CRM (its colour) rather than a label per point:
+        # the points of cheap cells sit too close for labels not to overlap.
+        ax.errorbar([x], [scale * m], yerr=err, capsize=4, marker="s" if with_cl else "o",
+                    color=f"C{i // 2 % 10}", label=None if with_cl else label)  # fmt: skip
     better = "higher" if crm["metric_direction"] == "max" else "lower"
     ax.set_ylabel(f"{_label(metric)} ({better} is better)")
     ax.set_xlabel("training-step time (x no DejaVu)" if ratios else "cell")
@@ -385,9 +386,9 @@ def crm_report(
     n = len(crm["seeds"])
     ax.set_title(f"{metric}: mean and 95 % interval over {n} seeds "
                  "(shaded: no DejaVu's; squares: + CL)", fontsize=9)  # fmt: skip
-    ax.margins(x=0.2)  # room for the labels of the right-most cells
+    ax.margins(x=0.1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
     _save(fig, out)
     tables = [*rows, "", *ts_rows]
     if before:
