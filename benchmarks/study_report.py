@@ -439,6 +439,7 @@ def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out:
         curves[label] = sorted(points, key=lambda p: p[0])
     plain = {name: (g, runs) for g, name, runs in curves["scaling the base (baseline)"]}
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    pairs: dict[str, list[tuple[float, float]]] = {}
     rows = [f"| network | GMACs | {_label(metric)} | Δ vs same width | Δ vs next wider |",
             "| --- | ---: | ---: | --- | --- |"]  # fmt: skip
     for label, points in curves.items():
@@ -461,8 +462,15 @@ def shared_attention_figure(base: Mapping[str, Any], sa: Mapping[str, Any], out:
             rows.append(f"| {name} | {gmacs:.3f} | {mean_text(metric, list(runs.values()))} "
                         f"| {same} | {wider} |")  # fmt: skip
         ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=label)
-        for x, y, (_, name, _) in zip(xs, ys, points, strict=True):
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for x, y, up, (_, name, _) in zip(xs, ys, errs[1], points, strict=True):
+            pairs.setdefault(name.removeprefix("sa_"), []).append((x, y + up))
+    # One label per width, above the higher interval of its pair: a label per point
+    # overlapped the neighbouring curve's error bars where the two curves run close.
+    for name, tops in pairs.items():
+        x = sum(t[0] for t in tops) / len(tops)
+        ax.annotate(name, (x, max(t[1] for t in tops)), textcoords="offset points",
+                    xytext=(0, 4), ha="center", va="bottom", fontsize=7)  # fmt: skip
+    ax.margins(y=0.1)
     better = "higher" if base["metric_direction"] == "max" else "lower"
     ax.set_xlabel("inference GMACs (one image)")
     ax.set_ylabel(f"{_label(metric)} ({better} is better)")
